@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libuffd - user-space page-fault handling with Linux userfaultfd.
+ *
+ * This is the only public header. It never includes <linux/userfaultfd.h>
+ * and defines no kernel names, so it can be included before or after the
+ * system's kernel headers, whatever their version.
+ *
+ * Conventions, true for every function unless its comment says otherwise:
+ *  - the return value is 0 on success or a negative errno on failure;
+ *  - after a failure, uffd_last_error() returns a sentence saying why;
+ *  - a NULL object or a NULL required pointer gives -EINVAL;
+ *  - output parameters documented as "may be NULL" are optional.
+ */
+#ifndef LIBUFFD_H
+#define LIBUFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LIBUFFD_VERSION_MAJOR 0
+#define LIBUFFD_VERSION_MINOR 1
+#define LIBUFFD_VERSION_PATCH 0
+
+/* The library's version as "MAJOR.MINOR.PATCH" (never NULL). */
+const char *uffd_version(void);
+
+/*
+ * The reason for the most recent failure of a libuffd call on the calling
+ * thread, as one sentence without a trailing newline. Successful calls do not
+ * clear it. The string stays valid until the next libuffd call on this thread.
+ * Never NULL ("no error" before any failure).
+ */
+const char *uffd_last_error(void);
+
+/* ------------------------------------------------------------------------
+ * Features: the bits of the kernel's UFFDIO_API handshake, with the kernel's
+ * values, known up to Linux 6.18. Unknown (newer) bits are passed through.
+ */
+#define UFFD_FEAT_PAGEFAULT_FLAG_WP   (UINT64_C(1) << 0)
+#define UFFD_FEAT_EVENT_FORK          (UINT64_C(1) << 1)
+#define UFFD_FEAT_EVENT_REMAP         (UINT64_C(1) << 2)
+#define UFFD_FEAT_EVENT_REMOVE        (UINT64_C(1) << 3)
+#define UFFD_FEAT_MISSING_HUGETLBFS   (UINT64_C(1) << 4)
+#define UFFD_FEAT_MISSING_SHMEM       (UINT64_C(1) << 5)
+#define UFFD_FEAT_EVENT_UNMAP         (UINT64_C(1) << 6)
+#define UFFD_FEAT_SIGBUS              (UINT64_C(1) << 7)
+#define UFFD_FEAT_THREAD_ID           (UINT64_C(1) << 8)
+#define UFFD_FEAT_MINOR_HUGETLBFS     (UINT64_C(1) << 9)
+#define UFFD_FEAT_MINOR_SHMEM         (UINT64_C(1) << 10)
+#define UFFD_FEAT_EXACT_ADDRESS       (UINT64_C(1) << 11)
+#define UFFD_FEAT_WP_HUGETLBFS_SHMEM  (UINT64_C(1) << 12)
+#define UFFD_FEAT_WP_UNPOPULATED      (UINT64_C(1) << 13)
+#define UFFD_FEAT_POISON              (UINT64_C(1) << 14)
+#define UFFD_FEAT_WP_ASYNC            (UINT64_C(1) << 15)
+#define UFFD_FEAT_MOVE                (UINT64_C(1) << 16)
+/* Every bit this version of libuffd has a name for. */
+#define UFFD_FEAT_KNOWN               (UINT64_C(0x1ffff))
+
+/*
+ * Features that change what the handle does or what its messages carry.
+ * libuffd never enables one of these unless the caller asks for it:
+ * EVENT_* make munmap/madvise/mremap/fork block until the event is read,
+ * SIGBUS replaces fault messages with a signal, WP_ASYNC silently resolves
+ * every write-protect fault on the handle, THREAD_ID and EXACT_ADDRESS change
+ * message contents.
+ */
+#define UFFD_FEAT_BEHAVIOUR                                                  \
+	(UFFD_FEAT_EVENT_FORK | UFFD_FEAT_EVENT_REMAP | UFFD_FEAT_EVENT_REMOVE | \
+	 UFFD_FEAT_EVENT_UNMAP | UFFD_FEAT_SIGBUS | UFFD_FEAT_THREAD_ID |     \
+	 UFFD_FEAT_EXACT_ADDRESS | UFFD_FEAT_WP_ASYNC)
+
+/*
+ * Features that only make more memory types or operations available. Unless
+ * uffd_handle_config_set_default_features(cfg, false) is called, a new
+ * handle enables each of these that the kernel supports.
+ */
+#define UFFD_FEAT_CAPABILITY                                                 \
+	(UFFD_FEAT_PAGEFAULT_FLAG_WP | UFFD_FEAT_MISSING_HUGETLBFS |         \
+	 UFFD_FEAT_MISSING_SHMEM | UFFD_FEAT_MINOR_HUGETLBFS |               \
+	 UFFD_FEAT_MINOR_SHMEM | UFFD_FEAT_WP_HUGETLBFS_SHMEM |              \
+	 UFFD_FEAT_WP_UNPOPULATED | UFFD_FEAT_POISON | UFFD_FEAT_MOVE)
+
+/* ------------------------------------------------------------------------
+ * Registration modes (kernel values).
+ */
+#define UFFD_MODE_MISSING (UINT64_C(1) << 0)
+#define UFFD_MODE_WP      (UINT64_C(1) << 1)
+#define UFFD_MODE_MINOR   (UINT64_C(1) << 2)
+#define UFFD_MODE_KNOWN   (UINT64_C(0x7))
+
+/*
+ * Operations, as bits of the masks the kernel returns: a registration's
+ * allowed resolve operations and the handle's API ioctls. Bit positions are
+ * the kernel's, so bits newer than this header are kept, never dropped.
+ */
+#define UFFD_OP_REGISTER     (UINT64_C(1) << 0)
+#define UFFD_OP_UNREGISTER   (UINT64_C(1) << 1)
+#define UFFD_OP_WAKE         (UINT64_C(1) << 2)
+#define UFFD_OP_COPY         (UINT64_C(1) << 3)
+#define UFFD_OP_ZEROPAGE     (UINT64_C(1) << 4)
+#define UFFD_OP_MOVE         (UINT64_C(1) << 5)
+#define UFFD_OP_WRITEPROTECT (UINT64_C(1) << 6)
+#define UFFD_OP_CONTINUE     (UINT64_C(1) << 7)
+#define UFFD_OP_POISON       (UINT64_C(1) << 8)
+#define UFFD_OP_API          (UINT64_C(1) << 63)
+
+/* ------------------------------------------------------------------------
+ * Names. Each table maps one bit to its name ("MOVE", "MISSING", "COPY").
+ *
+ * uffd_*_name(bit): the name of exactly one known bit, or NULL.
+ * uffd_*_from_name(name, &bit): case-insensitive; the kernel spelling with
+ *   its prefix ("UFFD_FEATURE_MOVE", "UFFDIO_REGISTER_MODE_WP", "UFFDIO_COPY")
+ *   is accepted too. -EINVAL: NULL argument; -ENOENT: no such name.
+ * uffd_*_format(mask, buf, size): the names of the set bits, comma separated,
+ *   unknown bits as "bitN", "none" for 0. -EINVAL: NULL buf or size 0;
+ *   -ENOSPC: buf too small (it then holds a truncated, terminated string).
+ */
+const char *uffd_feature_name(uint64_t bit);
+int uffd_feature_from_name(const char *name, uint64_t *bit);
+int uffd_features_format(uint64_t mask, char *buf, size_t size);
+const char *uffd_mode_name(uint64_t bit);
+int uffd_mode_from_name(const char *name, uint64_t *bit);
+int uffd_modes_format(uint64_t mask, char *buf, size_t size);
+const char *uffd_op_name(uint64_t bit);
+int uffd_op_from_name(const char *name, uint64_t *bit);
+int uffd_ops_format(uint64_t mask, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------
+ * Handle configuration: how to open a userfaultfd and what to negotiate.
+ */
+enum uffd_open_path {
+	UFFD_OPEN_AUTO = 0, /* syscall, then /dev/userfaultfd if refused */
+	UFFD_OPEN_SYSCALL,  /* only the userfaultfd(2) system call */
+	UFFD_OPEN_DEV,      /* only /dev/userfaultfd + USERFAULTFD_IOC_NEW */
+	UFFD_OPEN_ADOPTED,  /* (reported only) fd given to uffd_handle_adopt() */
+};
+
+struct uffd_handle_config;
+
+/* A configuration with the defaults: AUTO path, full (not user-mode-only)
+ * handle, non-blocking, capability features on, nothing required.
+ * -ENOMEM. */
+int uffd_handle_config_new(struct uffd_handle_config **cfg);
+/* Frees cfg; NULL is allowed. */
+void uffd_handle_config_free(struct uffd_handle_config *cfg);
+/* -EINVAL: not AUTO, SYSCALL or DEV. */
+int uffd_handle_config_set_open_path(struct uffd_handle_config *cfg,
+				     enum uffd_open_path path);
+/* Ask for UFFD_USER_MODE_ONLY: works without privilege, but faults raised
+ * inside the kernel (KVM, copy_to_user in syscalls) are not delivered. */
+int uffd_handle_config_set_user_mode_only(struct uffd_handle_config *cfg,
+					  bool user_mode_only);
+/* Non-blocking (the default) makes uffd_handle_read_events() return 0 when
+ * nothing is pending instead of waiting. */
+int uffd_handle_config_set_nonblocking(struct uffd_handle_config *cfg,
+				       bool nonblocking);
+/* Features the handle must have: uffd_handle_new() fails with -ENOTSUP,
+ * naming each missing one, if the kernel lacks any. Adds to earlier calls. */
+int uffd_handle_config_require_features(struct uffd_handle_config *cfg,
+					uint64_t features);
+/* Features to enable when the kernel supports them; missing ones are
+ * skipped silently. Adds to earlier calls. */
+int uffd_handle_config_request_features(struct uffd_handle_config *cfg,
+					uint64_t features);
+/* Whether to enable UFFD_FEAT_CAPABILITY features the kernel supports
+ * (default true). */
+int uffd_handle_config_set_default_features(struct uffd_handle_config *cfg,
+					    bool enable);
+
+/* ------------------------------------------------------------------------
+ * The handle: one userfaultfd, negotiated. Thread-safe: resolve operations
+ * and event reads may run on many threads at once; registration changes are
+ * serialised internally.
+ */
+struct uffd_handle;
+
+/*
+ * Opens a userfaultfd as cfg says (NULL: defaults), always O_CLOEXEC, and
+ * performs the UFFDIO_API handshake: the supported set is probed on a
+ * throw-away fd, then the real fd asks for required | requested-and-
+ * supported | (capability features, unless disabled). The enabled set is
+ * read back from the kernel, not assumed.
+ * Errors:
+ *  -EPERM / -EACCES: no open path was allowed; the message names the sysctl
+ *                    vm.unprivileged_userfaultfd and /dev/userfaultfd's mode;
+ *  -ENOSYS: the kernel has no userfaultfd;
+ *  -ENOTSUP: a required feature is missing (each one is named);
+ *  -EPERM: a required feature needs privilege (EVENT_FORK: CAP_SYS_PTRACE);
+ *  -EMFILE, -ENFILE, -ENOMEM: out of resources.
+ */
+int uffd_handle_new(const struct uffd_handle_config *cfg,
+		    struct uffd_handle **handle);
+
+/*
+ * Wraps an fd that is already a negotiated userfaultfd: the child handle of
+ * a FORK event, or one received over a socket. On success the handle owns
+ * fd and closes it in uffd_handle_free(). Registrations made on fd before
+ * are unknown to libuffd; operations on them are left to the kernel to judge.
+ * Errors: -EBADF: fd is not open; -EINVAL: not a userfaultfd, or its
+ * handshake was never done; -ENOMEM.
+ */
+int uffd_handle_adopt(int fd, struct uffd_handle **handle);
+
+/* Closes the fd and frees the handle; NULL is allowed. Faulting threads that
+ * are still waiting are woken by the kernel and retry without userfaultfd. */
+void uffd_handle_free(struct uffd_handle *handle);
+
+/* The fd to poll for events (readable when a message is pending). */
+int uffd_handle_get_fd(const struct uffd_handle *handle);
+/* How it was opened: SYSCALL, DEV or ADOPTED. */
+enum uffd_open_path uffd_handle_get_open_path(const struct uffd_handle *handle);
+bool uffd_handle_is_user_mode_only(const struct uffd_handle *handle);
+/* Features enabled on this handle (as the kernel reports them). */
+uint64_t uffd_handle_get_features(const struct uffd_handle *handle);
+/* Features the kernel supports (0 for an adopted handle: unknown). */
+uint64_t uffd_handle_get_supported_features(const struct uffd_handle *handle);
+/* The handshake's ioctls answer (UFFD_OP_API|REGISTER|UNREGISTER). */
+uint64_t uffd_handle_get_api_ioctls(const struct uffd_handle *handle);
+
+/*
+ * The features the running kernel supports, probed on a throw-away fd
+ * opened as cfg says (NULL: defaults). Errors as uffd_handle_new().
+ */
+int uffd_features_probe(const struct uffd_handle_config *cfg,
+			uint64_t *supported);
+
+/* ------------------------------------------------------------------------
+ * Registration.
+ */
+
+/*
+ * Registers [addr, addr+len) in the given UFFD_MODE_* combination and, when
+ * ops is not NULL, stores the operations the kernel then allows on it (its
+ * UFFD_OP_* mask, unknown bits kept). Re-registering a range replaces its
+ * modes. The range is checked before the kernel sees it.
+ * Errors:
+ *  -EINVAL: len is 0; modes is 0 or has unknown bits; addr or len is not a
+ *           multiple of the page size (of the huge page size on hugetlb);
+ *           the range wraps around; the kernel refused the mode on this
+ *           memory (e.g. MINOR on anonymous private memory);
+ *  -ENOMEM: part of the range is not mapped;
+ *  -EPERM:  part of the range is a shared mapping without write access;
+ *  -EBUSY:  part of the range is registered with another userfaultfd.
+ */
+int uffd_handle_register(struct uffd_handle *handle, void *addr, size_t len,
+			 uint64_t modes, uint64_t *ops);
+
+/*
+ * Unregisters [addr, addr+len); waiting faulting threads are woken.
+ * Errors: -EINVAL: len 0, misaligned, wrapping; -ENOMEM: not mapped.
+ */
+int uffd_handle_unregister(struct uffd_handle *handle, void *addr, size_t len);
+
+/*
+ * The operations allowed on [addr, addr+len) by the registrations made
+ * through this handle (the intersection when it spans several), and their
+ * modes (the intersection too; either pointer may be NULL).
+ * Errors: -EINVAL: len 0 or wrapping; -ENOENT: some page of the range is
+ * not registered through this handle.
+ */
+int uffd_handle_get_range_ops(struct uffd_handle *handle, void *addr,
+			      size_t len, uint64_t *ops, uint64_t *modes);
+
+/* ------------------------------------------------------------------------
+ * Resolve operations. Each acts on a range that must be page aligned (huge
+ * page aligned on hugetlb). On a range registered through this handle an
+ * operation the registration does not allow is refused with -ENOTSUP before
+ * any ioctl is made; ranges unknown to libuffd are left to the kernel.
+ *
+ * Flags (each operation documents which it takes; others give -EINVAL):
+ */
+#define UFFD_OPF_DONTWAKE        (1u << 0) /* leave the faulting thread
+					      asleep; uffd_handle_wake()
+					      later */
+#define UFFD_OPF_WP              (1u << 1) /* map write-protected (range
+					      must be registered with WP) */
+#define UFFD_OPF_ALLOW_SRC_HOLES (1u << 2) /* MOVE: skip unpopulated source
+					      pages instead of failing */
+/*
+ * Common errors of the operations that fill pages (copy, zeropage, continue,
+ * poison, move):
+ *  -EINVAL:  len 0, misaligned, wrapping, a flag the operation does not take,
+ *            or the kernel's own EINVAL (e.g. MOVE outside anonymous memory);
+ *  -ENOTSUP: the registration does not allow this operation (the message
+ *            names the operation and the modes);
+ *  -EEXIST:  the first page not yet done was already present: another
+ *            handler won the race. Treat as resolved, then wake the range
+ *            if DONTWAKE was used;
+ *  -EAGAIN:  the memory layout is changing (an event such as REMOVE or UNMAP
+ *            is unread); read events, then retry the rest;
+ *  -ENOENT, -EFAULT: the range is not registered/mapped, or the backing
+ *            (file, page cache for CONTINUE) has no page there;
+ *  -ESRCH:   the process that owns the memory has exited.
+ * done (may be NULL) receives the number of bytes completed, also on failure.
+ * Partial progress is retried by libuffd until nothing more can be done, so
+ * on success *done == len.
+ */
+
+/* UFFDIO_COPY: copy len bytes from src into the missing pages at dst.
+ * Flags: DONTWAKE, WP. */
+int uffd_handle_copy(struct uffd_handle *handle, void *dst, const void *src,
+		     size_t len, unsigned flags, size_t *done);
+/* UFFDIO_ZEROPAGE: map zero pages. Flags: DONTWAKE. */
+int uffd_handle_zeropage(struct uffd_handle *handle, void *addr, size_t len,
+			 unsigned flags, size_t *done);
+/* UFFDIO_CONTINUE: map the pages already in the page cache (MINOR faults).
+ * Flags: DONTWAKE, WP. */
+int uffd_handle_continue(struct uffd_handle *handle, void *addr, size_t len,
+			 unsigned flags, size_t *done);
+/* UFFDIO_POISON: make the pages raise SIGBUS when touched. Flags: DONTWAKE. */
+int uffd_handle_poison(struct uffd_handle *handle, void *addr, size_t len,
+		       unsigned flags, size_t *done);
+/* UFFDIO_MOVE: move the caller's own anonymous pages from src to dst (no
+ * copy; src becomes unpopulated). Flags: DONTWAKE, ALLOW_SRC_HOLES.
+ * Also -EBUSY: a source page is shared (not exclusive to this process). */
+int uffd_handle_move(struct uffd_handle *handle, void *dst, void *src,
+		     size_t len, unsigned flags, size_t *done);
+/* UFFDIO_WRITEPROTECT: protect (true) or unprotect (false) the range.
+ * Flags: DONTWAKE (unprotect only). Errors as above, without -EEXIST. */
+int uffd_handle_writeprotect(struct uffd_handle *handle, void *addr,
+			     size_t len, bool protect, unsigned flags);
+/* UFFDIO_WAKE: wake threads waiting on the range. Errors: -EINVAL. */
+int uffd_handle_wake(struct uffd_handle *handle, void *addr, size_t len);
+
+/* ------------------------------------------------------------------------
+ * Events.
+ */
+enum uffd_event_type {
+	UFFD_EVENT_TYPE_PAGEFAULT = 0x12,
+	UFFD_EVENT_TYPE_FORK = 0x13,   /* needs UFFD_FEAT_EVENT_FORK */
+	UFFD_EVENT_TYPE_REMAP = 0x14,  /* needs UFFD_FEAT_EVENT_REMAP */
+	UFFD_EVENT_TYPE_REMOVE = 0x15, /* needs UFFD_FEAT_EVENT_REMOVE */
+	UFFD_EVENT_TYPE_UNMAP = 0x16,  /* needs UFFD_FEAT_EVENT_UNMAP */
+};
+
+/* Page-fault flags. */
+#define UFFD_FAULT_WRITE (1u << 0) /* a write access */
+#define UFFD_FAULT_WP    (1u << 1) /* a write to a write-protected page */
+#define UFFD_FAULT_MINOR (1u << 2) /* page in the page cache, PTE missing */
+
+struct uffd_event_fault {
+	uint64_t address; /* page aligned unless EXACT_ADDRESS is on */
+	uint32_t tid;     /* faulting thread when THREAD_ID is on, else 0 */
+};
+
+struct uffd_event_fork {
+	int fd; /* the child's userfaultfd, now the caller's to close or to
+		   pass to uffd_handle_adopt() */
+};
+
+struct uffd_event_remap {
+	uint64_t from, to, len;
+};
+
+struct uffd_event_range {
+	uint64_t start, end; /* REMOVE and UNMAP: [start, end) */
+};
+
+struct uffd_event {
+	uint32_t type;  /* enum uffd_event_type; other values: newer kernel */
+	uint32_t flags; /* PAGEFAULT: UFFD_FAULT_* */
+	union {
+		struct uffd_event_fault fault;
+		struct uffd_event_fork fork;
+		struct uffd_event_remap remap;
+		struct uffd_event_range range;
+	};
+};
+
+/*
+ * Reads up to max pending events, in the kernel's order, with one read().
+ * Returns the number read (0 when none is pending on a non-blocking handle)
+ * or a negative errno: -EINVAL: NULL argument or max 0; -EINTR: a blocking
+ * read was interrupted; -EBADF.
+ */
+int uffd_handle_read_events(struct uffd_handle *handle,
+			    struct uffd_event *events, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBUFFD_H */

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/* libuffd internals: shared by lib/ only, never installed. */
+#ifndef LIBUFFD_INTERNAL_H
+#define LIBUFFD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libuffd.h"
+#include "uapi.h"
+
+#define UFFD_EXPORT __attribute__((visibility("default")))
+#define UFFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define UFFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- error.c: the per-thread reason behind the last failure ---- */
+
+/* Records a constant reason (no formatting: cheap enough for the fault
+ * path) and returns -err. */
+int uffd_err(int err, const char *reason);
+/* Records a formatted reason and returns -err. */
+int uffd_errf(int err, const char *fmt, ...) UFFD_PRINTF(2, 3);
+
+/* ---- config.c ---- */
+struct uffd_handle_config {
+	enum uffd_open_path path;
+	bool user_mode_only;
+	bool nonblocking;
+	bool default_features;
+	uint64_t required;
+	uint64_t requested;
+};
+
+/* The defaults, for a NULL configuration. */
+void uffd_config_init_defaults(struct uffd_handle_config *cfg);
+
+/* ---- handle.c ---- */
+
+/* One registration made through the handle; the table is sorted by start
+ * and its entries never overlap. */
+struct uffd_reg {
+	uintptr_t start;
+	uintptr_t end;
+	uint64_t modes;
+	uint64_t ops;
+	size_t page_size;
+};
+
+struct uffd_handle {
+	int fd;
+	enum uffd_open_path path;
+	bool user_mode_only;
+	uint64_t features;
+	uint64_t supported;
+	uint64_t api_ioctls;
+	pthread_rwlock_t reg_lock; /* guards regs/nregs/cap */
+	struct uffd_reg *regs;
+	size_t nregs;
+	size_t cap;
+};
+
+/* Opens a bare userfaultfd (no handshake) as cfg says; *path_used receives
+ * the path that worked. */
+int uffd_fd_open(const struct uffd_handle_config *cfg,
+		 enum uffd_open_path *path_used);
+
+/* ---- features.c ---- */
+
+/* Reads the enabled features of a uffd from /proc/self/fdinfo. Returns 0,
+ * -EINVAL if fd is not a userfaultfd, or -ENOENT if /proc is unavailable. */
+int uffd_fdinfo_features(int fd, uint64_t *features, bool *initialized);
+/* Performs the handshake on fd for cfg; fills the handle's feature fields. */
+int uffd_features_negotiate(struct uffd_handle *h,
+			    const struct uffd_handle_config *cfg);
+
+/* ---- maps.c: what is mapped where, from /proc/self/smaps ---- */
+
+#define UFFD_VMA_READ (1u << 0)
+#define UFFD_VMA_WRITE (1u << 1)
+#define UFFD_VMA_EXEC (1u << 2)
+#define UFFD_VMA_SHARED (1u << 3)
+#define UFFD_VMA_MAYWRITE (1u << 4) /* VmFlags "mw" */
+#define UFFD_VMA_HUGETLB (1u << 5)  /* VmFlags "ht" */
+
+struct uffd_vma {
+	uintptr_t start;
+	uintptr_t end;
+	unsigned flags; /* UFFD_VMA_* */
+	uint64_t offset;
+	uint64_t inode;
+	unsigned dev_major, dev_minor;
+	size_t page_size; /* KernelPageSize */
+	char path[256];   /* "" for anonymous; may be truncated */
+};
+
+/* Calls cb for each mapping that overlaps [start, end), in address order,
+ * stopping early when cb returns non-zero (that value is returned). A gap
+ * in the range gives -ENOMEM with the reason recorded. */
+int uffd_vma_walk(uintptr_t start, uintptr_t end,
+		  int (*cb)(const struct uffd_vma *vma, void *arg), void *arg);
+
+/* ---- register.c ---- */
+
+/* Checks that op (one UFFD_OP_* bit) may run on [start, start+len) with the
+ * given UFFD_OPF_* flags; ranges unknown to the handle pass. */
+int uffd_range_check_op(struct uffd_handle *h, uint64_t op, uintptr_t start,
+			size_t len, unsigned flags);
+/* Drops every registration entry that overlaps [start, end). */
+int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end);
+
+/* ---- misc ---- */
+size_t uffd_page_size(void);
+
+/* [addr, addr+len) as integers; -EINVAL with a reason for len 0 or a range
+ * that wraps around. */
+int uffd_range_from(const void *addr, size_t len, uintptr_t *start,
+		    uintptr_t *end);
+
+#endif /* LIBUFFD_INTERNAL_H */

@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Registration, and the handle's table of what it registered. The table is
+ * what lets an operation be refused in words before the kernel answers a
+ * bare EINVAL; it is kept in the kernel's order by holding the write lock
+ * across each (un)registration ioctl.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "internal.h"
+
+struct reg_scan {
+	uintptr_t start, end;
+	size_t page_size;     /* largest page size met in the range */
+	char first_path[256]; /* what the range is, for messages */
+};
+
+static const char *describe_vma(const struct uffd_vma *vma)
+{
+	if (vma->path[0])
+		return vma->path;
+	return (vma->flags & UFFD_VMA_SHARED) ? "anonymous shared memory"
+					      : "anonymous private memory";
+}
+
+static int scan_vma(const struct uffd_vma *vma, void *arg)
+{
+	struct reg_scan *scan = arg;
+
+	if (!scan->first_path[0])
+		snprintf(scan->first_path, sizeof(scan->first_path), "%s",
+			 describe_vma(vma));
+	if ((vma->flags & UFFD_VMA_SHARED) && !(vma->flags & UFFD_VMA_MAYWRITE))
+		return uffd_errf(EPERM,
+				 "the mapping %#lx-%#lx (%s) is shared without "
+				 "write access (file opened read-only?); "
+				 "userfaultfd needs a mapping that may be written",
+				 (unsigned long)vma->start,
+				 (unsigned long)vma->end, describe_vma(vma));
+	if (vma->page_size > scan->page_size)
+		scan->page_size = vma->page_size;
+	if (scan->start % vma->page_size || scan->end % vma->page_size)
+		return uffd_errf(EINVAL,
+				 "the range %#lx-%#lx covers %s with %zu KiB "
+				 "pages: address and length must be multiples "
+				 "of that page size",
+				 (unsigned long)scan->start,
+				 (unsigned long)scan->end, describe_vma(vma),
+				 vma->page_size / 1024);
+	return 0;
+}
+
+/* The checks that need no kernel: length, wrap, modes, base alignment. */
+static int check_range(struct uffd_handle *h, const void *addr, size_t len,
+		       uintptr_t *start, uintptr_t *end)
+{
+	size_t ps = uffd_page_size();
+	int ret;
+
+	if (!h)
+		return uffd_err(EINVAL, "handle is NULL");
+	ret = uffd_range_from(addr, len, start, end);
+	if (ret)
+		return ret;
+	if (*start % ps || len % ps)
+		return uffd_errf(EINVAL,
+				 "address %#lx and length %zu must be multiples "
+				 "of the page size (%zu)",
+				 (unsigned long)*start, len, ps);
+	return 0;
+}
+
+static int cmp_reg(const void *a, const void *b)
+{
+	const struct uffd_reg *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Replaces the table with one where [start, end) is carved out of every
+ * entry and, if add is not NULL, covered by *add. out must hold nregs + 2
+ * entries: only an entry that strictly contains the range splits in two,
+ * and then it is the only one the range touches.
+ */
+static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
+			 uintptr_t start, uintptr_t end,
+			 const struct uffd_reg *add)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < h->nregs; i++) {
+		struct uffd_reg r = h->regs[i];
+
+		if (r.end <= start || r.start >= end) {
+			out[k++] = r;
+			continue;
+		}
+		if (r.start < start) {
+			out[k] = r;
+			out[k++].end = start;
+		}
+		if (r.end > end) {
+			out[k] = r;
+			out[k++].start = end;
+		}
+	}
+	if (add)
+		out[k++] = *add;
+	qsort(out, k, sizeof(*out), cmp_reg);
+	free(h->regs);
+	h->regs = out;
+	h->nregs = k;
+}
+
+static struct uffd_reg *regs_alloc(const struct uffd_handle *h)
+{
+	return malloc((h->nregs + 2) * sizeof(struct uffd_reg));
+}
+
+static int explain_register_error(int err, uint64_t modes,
+				  const struct reg_scan *scan)
+{
+	char names[64];
+
+	uffd_modes_format(modes, names, sizeof(names));
+	switch (err) {
+	case EINVAL:
+		return uffd_errf(EINVAL,
+				 "the kernel refused to register %s mode on %s "
+				 "(%#lx-%#lx): the memory type does not support it",
+				 names, scan->first_path[0] ? scan->first_path
+							    : "this memory",
+				 (unsigned long)scan->start,
+				 (unsigned long)scan->end);
+	case EBUSY:
+		return uffd_err(EBUSY, "part of the range is already registered "
+				       "with another userfaultfd");
+	case ENOMEM:
+		return uffd_err(ENOMEM, "part of the range is not mapped");
+	default:
+		return uffd_errf(err, "UFFDIO_REGISTER (%s) failed: %s", names,
+				 strerror(err));
+	}
+}
+
+UFFD_EXPORT int uffd_handle_register(struct uffd_handle *handle, void *addr,
+				     size_t len, uint64_t modes, uint64_t *ops)
+{
+	struct reg_scan scan = { .page_size = uffd_page_size() };
+	struct kuffd_register reg = { 0 };
+	struct uffd_reg entry, *table;
+	int ret;
+
+	ret = check_range(handle, addr, len, &scan.start, &scan.end);
+	if (ret)
+		return ret;
+	if (!modes || (modes & ~UFFD_MODE_KNOWN))
+		return uffd_errf(EINVAL,
+				 "modes %#llx: give one or more of MISSING, "
+				 "WP, MINOR and no other bit",
+				 (unsigned long long)modes);
+	/* smaps unreadable (-ENOENT): leave the checks to the kernel. */
+	ret = uffd_vma_walk(scan.start, scan.end, scan_vma, &scan);
+	if (ret && ret != -ENOENT)
+		return ret;
+	reg.range.start = scan.start;
+	reg.range.len = len;
+	reg.mode = modes;
+	pthread_rwlock_wrlock(&handle->reg_lock);
+	table = regs_alloc(handle); /* sized under the lock it depends on */
+	if (!table) {
+		pthread_rwlock_unlock(&handle->reg_lock);
+		return uffd_err(ENOMEM, "out of memory for the registration table");
+	}
+	if (ioctl(handle->fd, KUFFDIO_REGISTER, &reg)) {
+		ret = errno;
+		pthread_rwlock_unlock(&handle->reg_lock);
+		free(table);
+		return explain_register_error(ret, modes, &scan);
+	}
+	entry = (struct uffd_reg){ scan.start, scan.end, modes, reg.ioctls,
+				   scan.page_size };
+	regs_rebuild(handle, table, scan.start, scan.end, &entry);
+	pthread_rwlock_unlock(&handle->reg_lock);
+	if (ops)
+		*ops = reg.ioctls;
+	return 0;
+}
+
+/* Huge page alignment of a range, from the table (no smaps walk). */
+static int check_table_alignment(struct uffd_handle *h, uintptr_t start,
+				 uintptr_t end)
+{
+	for (size_t i = 0; i < h->nregs; i++) {
+		const struct uffd_reg *r = &h->regs[i];
+
+		if (r->end <= start || r->start >= end)
+			continue;
+		if (start % r->page_size || end % r->page_size)
+			return uffd_errf(EINVAL,
+					 "the range %#lx-%#lx is on memory with "
+					 "%zu KiB pages: address and length must "
+					 "be multiples of that page size",
+					 (unsigned long)start,
+					 (unsigned long)end,
+					 r->page_size / 1024);
+	}
+	return 0;
+}
+
+UFFD_EXPORT int uffd_handle_unregister(struct uffd_handle *handle, void *addr,
+				       size_t len)
+{
+	struct kuffd_range range;
+	uintptr_t start, end;
+	struct uffd_reg *table;
+	int ret;
+
+	ret = check_range(handle, addr, len, &start, &end);
+	if (ret)
+		return ret;
+	range = (struct kuffd_range){ start, len };
+	pthread_rwlock_wrlock(&handle->reg_lock);
+	table = regs_alloc(handle);
+	ret = table ? check_table_alignment(handle, start, end)
+		    : uffd_err(ENOMEM, "out of memory for the registration table");
+	if (!ret && ioctl(handle->fd, KUFFDIO_UNREGISTER, &range))
+		ret = errno == ENOMEM
+			      ? uffd_err(ENOMEM, "part of the range is not mapped")
+			      : uffd_errf(errno, "UFFDIO_UNREGISTER failed: %s",
+					  strerror(errno));
+	if (!ret) {
+		regs_rebuild(handle, table, start, end, NULL);
+		table = NULL;
+	}
+	pthread_rwlock_unlock(&handle->reg_lock);
+	free(table);
+	return ret;
+}
+
+int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end)
+{
+	struct uffd_reg *table;
+
+	pthread_rwlock_wrlock(&h->reg_lock);
+	table = regs_alloc(h);
+	if (table)
+		regs_rebuild(h, table, start, end, NULL);
+	pthread_rwlock_unlock(&h->reg_lock);
+	return table ? 0
+		     : uffd_err(ENOMEM, "out of memory for the registration table");
+}
+
+/* Index of the first entry that ends after addr (table locked). */
+static size_t regs_find(const struct uffd_handle *h, uintptr_t addr)
+{
+	size_t lo = 0, hi = h->nregs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (h->regs[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int refuse_op(const struct uffd_reg *r, uint64_t op)
+{
+	char modes[64], allowed[128];
+
+	uffd_modes_format(r->modes, modes, sizeof(modes));
+	uffd_ops_format(r->ops & ~(UFFD_OP_REGISTER | UFFD_OP_UNREGISTER),
+			allowed, sizeof(allowed));
+	return uffd_errf(ENOTSUP,
+			 "%s is not allowed on %#lx-%#lx, registered in %s "
+			 "mode (allowed there: %s)",
+			 uffd_op_name(op), (unsigned long)r->start,
+			 (unsigned long)r->end, modes, allowed);
+}
+
+static int check_entry(const struct uffd_reg *r, uint64_t op, uintptr_t start,
+		       size_t len, unsigned flags)
+{
+	if (!(r->ops & op))
+		return refuse_op(r, op);
+	if ((flags & UFFD_OPF_WP) && !(r->modes & UFFD_MODE_WP))
+		return uffd_errf(EINVAL,
+				 "%s with the WP flag needs the range registered "
+				 "in WP mode", uffd_op_name(op));
+	if (start % r->page_size || len % r->page_size)
+		return uffd_errf(EINVAL,
+				 "%s at %#lx of %zu bytes: the memory has %zu KiB "
+				 "pages, so address and length must be "
+				 "multiples of that", uffd_op_name(op),
+				 (unsigned long)start, len, r->page_size / 1024);
+	return 0;
+}
+
+int uffd_range_check_op(struct uffd_handle *h, uint64_t op, uintptr_t start,
+			size_t len, unsigned flags)
+{
+	uintptr_t end = start + len;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&h->reg_lock);
+	for (size_t i = regs_find(h, start);
+	     !ret && i < h->nregs && h->regs[i].start < end; i++)
+		ret = check_entry(&h->regs[i], op, start, len, flags);
+	pthread_rwlock_unlock(&h->reg_lock);
+	return ret;
+}
+
+UFFD_EXPORT int uffd_handle_get_range_ops(struct uffd_handle *handle,
+					  void *addr, size_t len,
+					  uint64_t *ops, uint64_t *modes)
+{
+	uint64_t all_ops = ~UINT64_C(0), all_modes = ~UINT64_C(0);
+	uintptr_t start, end, cursor;
+	int ret;
+
+	if (!handle)
+		return uffd_err(EINVAL, "handle is NULL");
+	ret = uffd_range_from(addr, len, &start, &end);
+	if (ret)
+		return ret;
+	cursor = start;
+	pthread_rwlock_rdlock(&handle->reg_lock);
+	for (size_t i = regs_find(handle, start);
+	     i < handle->nregs && handle->regs[i].start <= cursor &&
+	     cursor < end;
+	     i++) {
+		all_ops &= handle->regs[i].ops;
+		all_modes &= handle->regs[i].modes;
+		cursor = handle->regs[i].end;
+	}
+	pthread_rwlock_unlock(&handle->reg_lock);
+	if (cursor < end)
+		return uffd_errf(ENOENT,
+				 "%#lx is not registered through this handle",
+				 (unsigned long)cursor);
+	if (ops)
+		*ops = all_ops;
+	if (modes)
+		*modes = all_modes;
+	return 0;
+}
