@@ -213,6 +213,13 @@ static int check_table_alignment(struct uffd_handle *h, uintptr_t start,
 	return 0;
 }
 
+static int accept_vma(const struct uffd_vma *vma, void *arg)
+{
+	(void)vma;
+	(void)arg;
+	return 0;
+}
+
 UFFD_EXPORT int uffd_handle_unregister(struct uffd_handle *handle, void *addr,
 				       size_t len)
 {
@@ -224,16 +231,18 @@ UFFD_EXPORT int uffd_handle_unregister(struct uffd_handle *handle, void *addr,
 	ret = check_range(handle, addr, len, &start, &end);
 	if (ret)
 		return ret;
+	/* The kernel answers a bare EINVAL for a hole; say what it is. */
+	ret = uffd_vma_walk(start, end, accept_vma, NULL);
+	if (ret && ret != -ENOENT)
+		return ret;
 	range = (struct kuffd_range){ start, len };
 	pthread_rwlock_wrlock(&handle->reg_lock);
 	table = regs_alloc(handle);
 	ret = table ? check_table_alignment(handle, start, end)
 		    : uffd_err(ENOMEM, "out of memory for the registration table");
 	if (!ret && ioctl(handle->fd, KUFFDIO_UNREGISTER, &range))
-		ret = errno == ENOMEM
-			      ? uffd_err(ENOMEM, "part of the range is not mapped")
-			      : uffd_errf(errno, "UFFDIO_UNREGISTER failed: %s",
-					  strerror(errno));
+		ret = uffd_errf(errno, "UFFDIO_UNREGISTER failed: %s",
+				strerror(errno));
 	if (!ret) {
 		regs_rebuild(handle, table, start, end, NULL);
 		table = NULL;

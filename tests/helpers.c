@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+#define _GNU_SOURCE
+#include "helpers.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t test_page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	if (t->write) {
+		t->addr[0] = t->value;
+		t->seen = t->addr[0];
+	} else {
+		t->seen = t->addr[0];
+	}
+	return NULL;
+}
+
+void toucher_start(struct toucher *t, void *addr, bool write,
+		   unsigned char value)
+{
+	t->addr = addr;
+	t->write = write;
+	t->value = value;
+	t->seen = 0;
+	ck_assert_int_eq(pthread_create(&t->thread, NULL, touch_main, t), 0);
+}
+
+void toucher_join(struct toucher *t)
+{
+	ck_assert_int_eq(pthread_join(t->thread, NULL), 0);
+}
+
+void wait_event(struct uffd_handle *h, struct uffd_event *ev)
+{
+	struct pollfd pfd = { .fd = uffd_handle_get_fd(h), .events = POLLIN };
+	int n;
+
+	for (;;) {
+		n = poll(&pfd, 1, TEST_WAIT_MS);
+		ck_assert_msg(n == 1, "no userfaultfd event within %d ms",
+			      TEST_WAIT_MS);
+		n = uffd_handle_read_events(h, ev, 1);
+		ck_assert_msg(n >= 0, "read_events: %s", uffd_last_error());
+		if (n == 1)
+			return;
+	}
+}
+
+void wait_fault(struct uffd_handle *h, void *addr, unsigned want_flags)
+{
+	struct uffd_event ev;
+
+	wait_event(h, &ev);
+	ck_assert_uint_eq(ev.type, UFFD_EVENT_TYPE_PAGEFAULT);
+	ck_assert_msg(ev.fault.address == (uintptr_t)addr,
+		      "fault at %#lx, expected %p",
+		      (unsigned long)ev.fault.address, addr);
+	ck_assert_msg((ev.flags & want_flags) == want_flags,
+		      "fault flags %#x lack %#x", ev.flags, want_flags);
+}
+
+struct uffd_handle *open_handle(void)
+{
+	struct uffd_handle *h = NULL;
+	int ret = uffd_handle_new(NULL, &h);
+
+	ck_assert_msg(ret == 0, "uffd_handle_new: %s", uffd_last_error());
+	return h;
+}
+
+struct uffd_handle *open_handle_with(uint64_t features)
+{
+	struct uffd_handle_config *cfg;
+	struct uffd_handle *h = NULL;
+	int ret;
+
+	ck_assert_int_eq(uffd_handle_config_new(&cfg), 0);
+	ck_assert_int_eq(uffd_handle_config_require_features(cfg, features),
+			 0);
+	ret = uffd_handle_new(cfg, &h);
+	uffd_handle_config_free(cfg);
+	ck_assert_msg(ret == 0, "uffd_handle_new: %s", uffd_last_error());
+	ck_assert((uffd_handle_get_features(h) & features) == features);
+	return h;
+}
+
+static void *map_checked(size_t len, int flags, int fd)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+void *map_anon(size_t len)
+{
+	return map_checked(len, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+}
+
+void *map_anon_shared(size_t len)
+{
+	return map_checked(len, MAP_SHARED | MAP_ANONYMOUS, -1);
+}
+
+int make_memfd(size_t len)
+{
+	int fd = memfd_create("libuffd-test", MFD_CLOEXEC);
+
+	ck_assert_msg(fd >= 0, "memfd_create: %s", strerror(errno));
+	ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
+	return fd;
+}
+
+void *map_fd(int fd, size_t len, bool shared)
+{
+	return map_checked(len, shared ? MAP_SHARED : MAP_PRIVATE, fd);
+}
+
+int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+
+static long hugetlb_added = -1; /* pages this process added, -1: none */
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "we");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+static long free_hugepages(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+size_t hugetlb_page_size(void)
+{
+	return 2u << 20;
+}
+
+bool hugetlb_reserve(long n)
+{
+	long before = read_long(NR_HUGEPAGES);
+
+	if (geteuid() != 0) {
+		printf("SKIP: huge pages: not root, cannot reserve them\n");
+		return false;
+	}
+	if (before < 0 || !write_long(NR_HUGEPAGES, before + n)) {
+		printf("SKIP: huge pages: cannot write " NR_HUGEPAGES "\n");
+		return false;
+	}
+	hugetlb_added = read_long(NR_HUGEPAGES) - before;
+	if (free_hugepages() < n) {
+		printf("SKIP: huge pages: the kernel could only reserve %ld "
+		       "of %ld\n", hugetlb_added, n);
+		hugetlb_release();
+		return false;
+	}
+	return true;
+}
+
+void hugetlb_release(void)
+{
+	long now;
+
+	if (hugetlb_added <= 0)
+		return;
+	now = read_long(NR_HUGEPAGES);
+	if (now >= hugetlb_added)
+		write_long(NR_HUGEPAGES, now - hugetlb_added);
+	hugetlb_added = -1;
+}
