@@ -357,13 +357,14 @@ START_TEST(test_move_on_shmem_refused_by_kernel)
 }
 END_TEST
 
-static volatile char *poison_addr;
+/* the pointer itself is volatile: its store must precede the faulting read */
+static char *volatile poison_addr;
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
 	(void)sig;
 	(void)ctx;
-	_exit(si->si_addr == poison_addr ? 42 : 43);
+	_exit(si->si_addr == (void *)poison_addr ? 42 : 43);
 }
 
 /* Runs in a child: a SIGBUS is the expected outcome. */
