@@ -36,6 +36,36 @@ static void wait_readable(struct uffd_handle *h)
 		      "no userfaultfd event within %d ms", TEST_WAIT_MS);
 }
 
+/* Unread page faults queued on the handle, from the kernel's fdinfo
+ * ("pending:" counts faults not yet read). */
+static long fdinfo_pending(struct uffd_handle *h)
+{
+	char path[64], line[128];
+	long pending = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d",
+		 uffd_handle_get_fd(h));
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "pending: %ld", &pending) == 1)
+			break;
+	fclose(f);
+	return pending;
+}
+
+/* Waits (bounded) until want faults are queued unread. */
+static void wait_pending(struct uffd_handle *h, long want)
+{
+	for (int waited = 0; fdinfo_pending(h) < want; waited++) {
+		ck_assert_msg(waited < TEST_WAIT_MS,
+			      "%ld faults not queued within %d ms", want,
+			      TEST_WAIT_MS);
+		poll(NULL, 0, 1);
+	}
+}
+
 /* A reading toucher that records its own thread id before it faults. */
 struct tid_toucher {
 	pthread_t thread;
@@ -420,46 +450,41 @@ START_TEST(batch_read_two_faults)
 	struct uffd_handle *h = open_handle();
 	unsigned char *p = map_anon(4 * ps), *src = filled_page(0x42);
 	unsigned char *pages[2] = { p + ps, p + 3 * ps };
-	struct pollfd pfd = { .fd = uffd_handle_get_fd(h), .events = POLLIN };
 	struct uffd_event evs[8];
 	bool seen[2] = { false, false };
-	int most = 0, reads = 0;
 	struct toucher t[2];
+	int n;
 
 	reg(h, p, 4 * ps, UFFD_MODE_MISSING);
 	toucher_start(&t[0], pages[0], false, 0);
 	toucher_start(&t[1], pages[1], true, 0x24);
-	while (!seen[0] || !seen[1]) {
-		int n;
+	/* Both threads are asleep in the kernel with their faults unread. */
+	wait_pending(h, 2);
+	ck_assert_int_eq(fdinfo_pending(h), 2);
+	n = uffd_handle_read_events(h, evs, 8);
+	ck_assert_msg(n == 2, "one read returned %d events: %s", n,
+		      n < 0 ? uffd_last_error() : "");
+	for (int i = 0; i < n; i++) {
+		int k;
 
-		ck_assert_msg(poll(&pfd, 1, TEST_WAIT_MS) == 1,
-			      "faults not seen within %d ms", TEST_WAIT_MS);
-		n = uffd_handle_read_events(h, evs, 8);
-		ck_assert_msg(n >= 0, "read_events: %s", uffd_last_error());
-		ck_assert_int_le(n, 2);
-		if (n > most)
-			most = n;
-		reads++;
-		for (int i = 0; i < n; i++) {
-			int k;
-
-			ck_assert_uint_eq(evs[i].type,
-					  UFFD_EVENT_TYPE_PAGEFAULT);
-			if (evs[i].fault.address == (uintptr_t)pages[0])
-				k = 0;
-			else if (evs[i].fault.address == (uintptr_t)pages[1])
-				k = 1;
-			else
-				ck_abort_msg("fault at unexpected %#lx",
-					     (unsigned long)evs[i]
-						     .fault.address);
-			ck_assert_msg(!seen[k], "fault %d reported twice", k);
-			seen[k] = true;
-			ck_assert_uint_eq(evs[i].flags & UFFD_FAULT_WRITE,
-					  k == 1 ? UFFD_FAULT_WRITE : 0);
-		}
+		ck_assert_uint_eq(evs[i].type, UFFD_EVENT_TYPE_PAGEFAULT);
+		if (evs[i].fault.address == (uintptr_t)pages[0])
+			k = 0;
+		else if (evs[i].fault.address == (uintptr_t)pages[1])
+			k = 1;
+		else
+			ck_abort_msg("fault at unexpected %#lx",
+				     (unsigned long)evs[i].fault.address);
+		ck_assert_msg(!seen[k], "fault %d reported twice", k);
+		seen[k] = true;
+		ck_assert_uint_eq(evs[i].flags & UFFD_FAULT_WRITE,
+				  k == 1 ? UFFD_FAULT_WRITE : 0);
 	}
-	/* Resolve both only now: neither thread could fault twice. */
+	ck_assert(seen[0] && seen[1]);
+	ck_assert_int_eq(fdinfo_pending(h), 0);
+	/* Nothing else is pending. */
+	ck_assert_int_eq(uffd_handle_read_events(h, evs, 8), 0);
+
 	for (int k = 0; k < 2; k++)
 		ck_assert_msg(uffd_handle_copy(h, pages[k], src, ps, 0,
 					       NULL) == 0,
@@ -468,14 +493,45 @@ START_TEST(batch_read_two_faults)
 	toucher_join(&t[1]);
 	ck_assert_uint_eq(t[0].seen, 0x42);
 	ck_assert_uint_eq(t[1].seen, 0x24);
-	/* Nothing else is pending. */
-	ck_assert_int_eq(uffd_handle_read_events(h, evs, 8), 0);
-	printf("batch read: both faults in %d read(s), at most %d per read\n",
-	       reads, most);
+	ck_assert_uint_eq(pages[1][1], 0x42);
 
 	uffd_handle_free(h);
 	munmap(src, ps);
 	munmap(p, 4 * ps);
+}
+END_TEST
+
+/* Several faults, each read in a call of its own when max is 1, in the
+ * kernel's order; the rest stay queued. */
+START_TEST(read_max_one_leaves_rest_queued)
+{
+	size_t ps = test_page();
+	struct uffd_handle *h = open_handle();
+	unsigned char *p = map_anon(3 * ps);
+	struct uffd_event ev[3];
+	struct toucher t[3];
+
+	reg(h, p, 3 * ps, UFFD_MODE_MISSING);
+	for (int k = 0; k < 3; k++)
+		toucher_start(&t[k], p + (size_t)k * ps, false, 0);
+	wait_pending(h, 3);
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(uffd_handle_read_events(h, &ev[k], 1), 1);
+		ck_assert_uint_eq(ev[k].type, UFFD_EVENT_TYPE_PAGEFAULT);
+		ck_assert_int_eq(fdinfo_pending(h), 2 - k);
+	}
+	ck_assert_int_eq(uffd_handle_read_events(h, ev, 1), 0);
+	/* Three distinct pages. */
+	ck_assert(ev[0].fault.address != ev[1].fault.address &&
+		  ev[1].fault.address != ev[2].fault.address &&
+		  ev[0].fault.address != ev[2].fault.address);
+	ck_assert_msg(uffd_handle_zeropage(h, p, 3 * ps, 0, NULL) == 0,
+		      "zeropage: %s", uffd_last_error());
+	for (int k = 0; k < 3; k++)
+		toucher_join(&t[k]);
+
+	uffd_handle_free(h);
+	munmap(p, 3 * ps);
 }
 END_TEST
 
@@ -648,6 +704,85 @@ START_TEST(remap_event_on_mremap)
 }
 END_TEST
 
+/*
+ * The handle's registration table follows UNMAP and REMAP events: once the
+ * event is read, the unmapped range is no longer registered (the kernel
+ * dropped it) and a moved range is registered at its new address.
+ */
+START_TEST(unmap_event_updates_registrations)
+{
+	size_t ps = test_page();
+	struct uffd_handle *h = open_handle_with(UFFD_FEAT_EVENT_UNMAP);
+	unsigned char *p = map_anon(4 * ps);
+	struct uffd_event ev;
+	struct mm_helper m;
+	uint64_t modes = 0;
+
+	reg(h, p, 4 * ps, UFFD_MODE_MISSING);
+	mm_helper_start(&m, CALL_MUNMAP, p + ps, 2 * ps, NULL);
+	wait_event(h, &ev);
+	ck_assert_uint_eq(ev.type, UFFD_EVENT_TYPE_UNMAP);
+	mm_helper_join(&m);
+
+	/* The pages on either side stay registered... */
+	ck_assert_int_eq(uffd_handle_get_range_ops(h, p, ps, NULL, &modes), 0);
+	ck_assert_uint_eq(modes, UFFD_MODE_MISSING);
+	ck_assert_int_eq(uffd_handle_get_range_ops(h, p + 3 * ps, ps, NULL,
+						   NULL),
+			 0);
+	/* ...the unmapped ones do not. */
+	ck_assert_msg(uffd_handle_get_range_ops(h, p + ps, 2 * ps, NULL,
+						NULL) == -ENOENT,
+		      "the unmapped range %p+%zu is still in the handle's "
+		      "registration table after its UNMAP event",
+		      (void *)(p + ps), 2 * ps);
+
+	uffd_handle_free(h);
+	munmap(p, 4 * ps);
+}
+END_TEST
+
+START_TEST(remap_event_updates_registrations)
+{
+	size_t ps = test_page();
+	struct uffd_handle *h = open_handle_with(UFFD_FEAT_EVENT_REMAP);
+	unsigned char *p = map_anon(2 * ps);
+	unsigned char *target = mmap(NULL, 2 * ps, PROT_NONE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uffd_event ev;
+	struct mm_helper m;
+	struct toucher t;
+	uint64_t modes = 0;
+
+	ck_assert(target != MAP_FAILED);
+	reg(h, p, 2 * ps, UFFD_MODE_MISSING);
+	mm_helper_start(&m, CALL_MREMAP, p, 2 * ps, target);
+	wait_event(h, &ev);
+	ck_assert_uint_eq(ev.type, UFFD_EVENT_TYPE_REMAP);
+	mm_helper_join(&m);
+
+	/* The kernel kept the registration on the moved range. */
+	toucher_start(&t, target + ps, false, 0);
+	wait_fault(h, target + ps, 0);
+	ck_assert_msg(uffd_handle_zeropage(h, target + ps, ps, 0, NULL) == 0,
+		      "zeropage: %s", uffd_last_error());
+	toucher_join(&t);
+
+	ck_assert_msg(uffd_handle_get_range_ops(h, p, 2 * ps, NULL, NULL) ==
+			      -ENOENT,
+		      "the old range %p is still in the handle's registration "
+		      "table after its REMAP event", (void *)p);
+	ck_assert_msg(uffd_handle_get_range_ops(h, target, 2 * ps, NULL,
+						&modes) == 0,
+		      "the new range is not in the table: %s",
+		      uffd_last_error());
+	ck_assert_uint_eq(modes, UFFD_MODE_MISSING);
+
+	uffd_handle_free(h);
+	munmap(target, 2 * ps);
+}
+END_TEST
+
 START_TEST(copy_eagain_while_remove_unread)
 {
 	size_t ps = test_page();
@@ -702,6 +837,7 @@ static Suite *events_suite(void)
 
 	tc = tcase_create("read");
 	tcase_add_test(tc, batch_read_two_faults);
+	tcase_add_test(tc, read_max_one_leaves_rest_queued);
 	tcase_add_test(tc, read_nothing_pending_returns_zero);
 	tcase_add_test(tc, read_invalid_arguments);
 	suite_add_tcase(s, tc);
@@ -712,6 +848,8 @@ static Suite *events_suite(void)
 	tcase_add_test(tc, unmap_event_on_munmap);
 	tcase_add_test(tc, remap_event_on_mremap);
 	tcase_add_test(tc, copy_eagain_while_remove_unread);
+	tcase_add_test(tc, unmap_event_updates_registrations);
+	tcase_add_test(tc, remap_event_updates_registrations);
 	suite_add_tcase(s, tc);
 	return s;
 }
