@@ -375,6 +375,11 @@ struct uffd_event {
 
 /*
  * Reads up to max pending events, in the kernel's order, with one read().
+ * UNMAP and REMAP events also update the handle's table of registered
+ * ranges, as the kernel has dropped or moved those registrations. (A munmap
+ * or mremap with EVENT_UNMAP / EVENT_REMAP off cannot be seen: the table then
+ * keeps stale entries, which only change how libuffd explains a refusal on
+ * memory that is no longer registered.)
  * Returns the number read (0 when none is pending on a non-blocking handle)
  * or a negative errno: -EINVAL: NULL argument or max 0; -EINTR: a blocking
  * read was interrupted; -EBADF.

@@ -38,6 +38,17 @@ static void event_from_msg(const struct kuffd_msg *m, struct uffd_event *ev)
 	}
 }
 
+/* The kernel has already dropped or moved the registrations of an unmapped
+ * or remapped range; the handle's table follows. (Out of memory leaves an
+ * entry stale, which only affects memory that is no longer registered.) */
+static void track_layout(struct uffd_handle *h, const struct uffd_event *ev)
+{
+	if (ev->type == UFFD_EVENT_TYPE_UNMAP)
+		uffd_regs_remove(h, ev->range.start, ev->range.end);
+	else if (ev->type == UFFD_EVENT_TYPE_REMAP)
+		uffd_regs_move(h, ev->remap.from, ev->remap.to, ev->remap.len);
+}
+
 UFFD_EXPORT int uffd_handle_read_events(struct uffd_handle *handle,
 					struct uffd_event *events, size_t max)
 {
@@ -59,7 +70,9 @@ UFFD_EXPORT int uffd_handle_read_events(struct uffd_handle *handle,
 	if (got % (ssize_t)sizeof(msgs[0]))
 		return uffd_errf(EIO, "the kernel returned %zd bytes, not a "
 				 "whole number of messages", got);
-	for (ssize_t i = 0; i < got / (ssize_t)sizeof(msgs[0]); i++)
+	for (ssize_t i = 0; i < got / (ssize_t)sizeof(msgs[0]); i++) {
 		event_from_msg(&msgs[i], &events[i]);
+		track_layout(handle, &events[i]);
+	}
 	return (int)(got / (ssize_t)sizeof(msgs[0]));
 }

@@ -107,8 +107,11 @@ int uffd_vma_walk(uintptr_t start, uintptr_t end,
  * given UFFD_OPF_* flags; ranges unknown to the handle pass. */
 int uffd_range_check_op(struct uffd_handle *h, uint64_t op, uintptr_t start,
 			size_t len, unsigned flags);
-/* Drops every registration entry that overlaps [start, end). */
+/* Keep the table in step with the kernel after UNMAP and REMAP events:
+ * drop [start, end); move [from, from+len) to [to, to+len). */
 int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end);
+int uffd_regs_move(struct uffd_handle *h, uintptr_t from, uintptr_t to,
+		   size_t len);
 
 /* ---- misc ---- */
 size_t uffd_page_size(void);

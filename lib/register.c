@@ -82,19 +82,18 @@ static int cmp_reg(const void *a, const void *b)
 }
 
 /*
- * Replaces the table with one where [start, end) is carved out of every
- * entry and, if add is not NULL, covered by *add. out must hold nregs + 2
- * entries: only an entry that strictly contains the range splits in two,
- * and then it is the only one the range touches.
+ * Copies the n entries of in to out with [start, end) carved out of each;
+ * returns how many were written. out must hold n + 1 entries: only an
+ * entry that strictly contains the range splits in two, and then it is the
+ * only one the range touches.
  */
-static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
-			 uintptr_t start, uintptr_t end,
-			 const struct uffd_reg *add)
+static size_t regs_carve(const struct uffd_reg *in, size_t n,
+			 struct uffd_reg *out, uintptr_t start, uintptr_t end)
 {
 	size_t k = 0;
 
-	for (size_t i = 0; i < h->nregs; i++) {
-		struct uffd_reg r = h->regs[i];
+	for (size_t i = 0; i < n; i++) {
+		struct uffd_reg r = in[i];
 
 		if (r.end <= start || r.start >= end) {
 			out[k++] = r;
@@ -109,12 +108,32 @@ static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
 			out[k++].start = end;
 		}
 	}
-	if (add)
-		out[k++] = *add;
+	return k;
+}
+
+/* Installs out (k entries, any order) as the table. */
+static void regs_install(struct uffd_handle *h, struct uffd_reg *out, size_t k)
+{
 	qsort(out, k, sizeof(*out), cmp_reg);
 	free(h->regs);
 	h->regs = out;
 	h->nregs = k;
+}
+
+/*
+ * Replaces the table with one where [start, end) is carved out of every
+ * entry and, if add is not NULL, covered by *add. out must hold nregs + 2
+ * entries.
+ */
+static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
+			 uintptr_t start, uintptr_t end,
+			 const struct uffd_reg *add)
+{
+	size_t k = regs_carve(h->regs, h->nregs, out, start, end);
+
+	if (add)
+		out[k++] = *add;
+	regs_install(h, out, k);
 }
 
 static struct uffd_reg *regs_alloc(const struct uffd_handle *h)
@@ -263,6 +282,47 @@ int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end)
 	pthread_rwlock_unlock(&h->reg_lock);
 	return table ? 0
 		     : uffd_err(ENOMEM, "out of memory for the registration table");
+}
+
+/*
+ * The kernel moved [from, from+len) to [to, to+len) (mremap): the
+ * registrations went with the mapping, and whatever was at the target is
+ * gone. Entries are clipped to the moved range and shifted.
+ */
+int uffd_regs_move(struct uffd_handle *h, uintptr_t from, uintptr_t to,
+		   size_t len)
+{
+	struct uffd_reg *moved, *tmp, *out;
+	size_t m = 0, k;
+
+	pthread_rwlock_wrlock(&h->reg_lock);
+	moved = malloc((h->nregs + 1) * sizeof(*moved));
+	tmp = malloc((h->nregs + 1) * sizeof(*tmp));
+	out = malloc((2 * h->nregs + 2) * sizeof(*out));
+	if (!moved || !tmp || !out) {
+		pthread_rwlock_unlock(&h->reg_lock);
+		free(moved);
+		free(tmp);
+		free(out);
+		return uffd_err(ENOMEM, "out of memory for the registration table");
+	}
+	for (size_t i = 0; i < h->nregs; i++) {
+		struct uffd_reg r = h->regs[i];
+
+		if (r.end <= from || r.start >= from + len)
+			continue;
+		r.start = (r.start < from ? from : r.start) - from + to;
+		r.end = (r.end > from + len ? from + len : r.end) - from + to;
+		moved[m++] = r;
+	}
+	k = regs_carve(h->regs, h->nregs, tmp, from, from + len);
+	k = regs_carve(tmp, k, out, to, to + len);
+	memcpy(out + k, moved, m * sizeof(*moved));
+	regs_install(h, out, k + m);
+	pthread_rwlock_unlock(&h->reg_lock);
+	free(moved);
+	free(tmp);
+	return 0;
 }
 
 /* Index of the first entry that ends after addr (table locked). */
