@@ -203,7 +203,7 @@ int uffd_handle_new(const struct uffd_handle_config *cfg,
  * fd and closes it in uffd_handle_free(). Registrations made on fd before
  * are unknown to libuffd; operations on them are left to the kernel to judge.
  * Errors: -EBADF: fd is not open; -EINVAL: not a userfaultfd, or its
- * handshake was never done; -ENOMEM.
+ * handshake was never done; -ENOMEM. On failure fd stays the caller's.
  */
 int uffd_handle_adopt(int fd, struct uffd_handle **handle);
 
@@ -211,12 +211,15 @@ int uffd_handle_adopt(int fd, struct uffd_handle **handle);
  * are still waiting are woken by the kernel and retry without userfaultfd. */
 void uffd_handle_free(struct uffd_handle *handle);
 
-/* The fd to poll for events (readable when a message is pending). */
+/* The fd to poll for events (readable when a message is pending);
+ * -EINVAL for a NULL handle. The fd stays owned by the handle. */
 int uffd_handle_get_fd(const struct uffd_handle *handle);
-/* How it was opened: SYSCALL, DEV or ADOPTED. */
+/* How it was opened: SYSCALL, DEV or ADOPTED (AUTO for a NULL handle). */
 enum uffd_open_path uffd_handle_get_open_path(const struct uffd_handle *handle);
+/* Whether UFFD_USER_MODE_ONLY was asked for (false for NULL or adopted). */
 bool uffd_handle_is_user_mode_only(const struct uffd_handle *handle);
-/* Features enabled on this handle (as the kernel reports them). */
+/* Features enabled on this handle (as the kernel reports them); the
+ * getters below return 0 for a NULL handle. */
 uint64_t uffd_handle_get_features(const struct uffd_handle *handle);
 /* Features the kernel supports (0 for an adopted handle: unknown). */
 uint64_t uffd_handle_get_supported_features(const struct uffd_handle *handle);

@@ -30,11 +30,14 @@ int main(void)
 C
 # shellcheck disable=SC2046
 cc -o "$dest/consumer" "$dest/consumer.c" $(pkg-config --cflags --libs libuffd)
-libdir=$(pkg-config --variable=libdir libuffd)
-LD_LIBRARY_PATH=$dest$libdir "$dest/consumer"
+# Some pkg-config versions apply the sysroot to --variable, some do not.
+in_dest() { case $1 in "$dest"/*) echo "$1" ;; *) echo "$dest$1" ;; esac; }
+libdir=$(in_dest "$(pkg-config --variable=libdir libuffd)")
+LD_LIBRARY_PATH=$libdir "$dest/consumer"
 # The installed library exports only the public API.
-unexpected=$(nm -D --defined-only "$dest$libdir/libuffd.so.0" |
+unexpected=$(nm -D --defined-only "$libdir/libuffd.so.0" |
 	awk '$3 !~ /^uffd_/ && $3 !~ /^LIBUFFD_/ {print $3}')
 [ -z "$unexpected" ] || { echo "unexpected exports: $unexpected" >&2; exit 1; }
-test -f "$dest$(pkg-config --variable=includedir libuffd)/libuffd.h"
+test -f "$libdir/libuffd.a"
+test -f "$(in_dest "$(pkg-config --variable=includedir libuffd)")/libuffd.h"
 echo "install check: ok (header, libuffd.so.0, libuffd.a, libuffd.pc)"

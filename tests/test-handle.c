@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,45 +460,95 @@ START_TEST(test_open_syscall)
 }
 END_TEST
 
+/* A read() from a pipe into memory, on its own thread: the copy to user
+ * memory is a fault raised inside the kernel. */
+struct kernel_toucher {
+	pthread_t thread;
+	int src;	/* pipe to read from */
+	int done[2];	/* written once read() has returned */
+	char *dst;
+	ssize_t n;
+	int err;
+};
+
+static void *kernel_touch_main(void *arg)
+{
+	struct kernel_toucher *k = arg;
+
+	k->n = read(k->src, k->dst, 1);
+	k->err = errno;
+	if (write(k->done[1], "d", 1) != 1)
+		abort();
+	return NULL;
+}
+
 START_TEST(test_user_mode_only)
 {
 	struct uffd_handle_config *cfg = new_config();
+	struct kernel_toucher k = { .n = 0 };
 	struct uffdio_register reg;
+	struct uffdio_zeropage zero;
+	struct pollfd pfd[2];
 	struct uffd_handle *h;
 	size_t page = test_page();
-	int pipefd[2];
-	char *mem;
-	ssize_t n;
+	int pipefd[2], uffd, ready;
+	bool delivered;
 
 	ck_assert_int_eq(uffd_handle_config_set_user_mode_only(cfg, true), 0);
 	h = new_handle(cfg);
 	ck_assert(uffd_handle_is_user_mode_only(h));
 	ck_assert_int_eq(uffd_handle_get_open_path(h), UFFD_OPEN_SYSCALL);
 	assert_features_are_kernels(h);
+	uffd = uffd_handle_get_fd(h);
 
 	/*
-	 * The kernel must have got UFFD_USER_MODE_ONLY: a fault raised by
-	 * the kernel itself (read() copying into a registered, missing page)
-	 * is not delivered but fails with EFAULT. A full handle would block
-	 * the read until the fault is resolved.
+	 * The kernel must have got UFFD_USER_MODE_ONLY: a fault raised by the
+	 * kernel itself (read() copying into a registered, missing page) is
+	 * not delivered but fails with EFAULT. On a full handle it would be
+	 * delivered and the read() would wait for it to be resolved.
 	 */
-	mem = map_anon(page);
+	k.dst = map_anon(page);
 	reg = (struct uffdio_register){
-		.range = { .start = (uintptr_t)mem, .len = page },
+		.range = { .start = (uintptr_t)k.dst, .len = page },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	ck_assert_msg(ioctl(uffd_handle_get_fd(h), UFFDIO_REGISTER, &reg) == 0,
+	ck_assert_msg(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0,
 		      "UFFDIO_REGISTER: %s", strerror(errno));
 	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(k.done, O_CLOEXEC), 0);
 	ck_assert_int_eq(write(pipefd[1], "x", 1), 1);
-	n = read(pipefd[0], mem, 1);
-	ck_assert_msg(n < 0 && errno == EFAULT,
+	k.src = pipefd[0];
+	ck_assert_int_eq(pthread_create(&k.thread, NULL, kernel_touch_main, &k),
+			 0);
+
+	pfd[0] = (struct pollfd){ .fd = uffd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = k.done[0], .events = POLLIN };
+	ready = poll(pfd, 2, TEST_WAIT_MS);
+	delivered = ready > 0 && (pfd[0].revents & POLLIN) &&
+		    !(pfd[1].revents & POLLIN);
+	if (delivered) {
+		/* let the reader go before failing */
+		zero = (struct uffdio_zeropage){
+			.range = { .start = (uintptr_t)k.dst, .len = page },
+		};
+		ioctl(uffd, UFFDIO_ZEROPAGE, &zero);
+	}
+	if (ready > 0)
+		ck_assert_int_eq(pthread_join(k.thread, NULL), 0);
+	ck_assert_msg(ready > 0, "read() neither failed nor faulted within "
+		      "%d ms", TEST_WAIT_MS);
+	ck_assert_msg(!delivered, "a fault raised in the kernel was delivered "
+		      "to a user-mode-only handle");
+	ck_assert_msg(k.n < 0 && k.err == EFAULT,
 		      "read into a registered page gave %zd (%s), not EFAULT",
-		      n, n < 0 ? strerror(errno) : "no error");
+		      k.n, k.n < 0 ? strerror(k.err) : "no error");
+
 	close(pipefd[0]);
 	close(pipefd[1]);
+	close(k.done[0]);
+	close(k.done[1]);
 	uffd_handle_free(h);
-	munmap(mem, page);
+	munmap(k.dst, page);
 
 	/* false is the default and can be set back */
 	cfg = new_config();
@@ -537,6 +588,12 @@ enum {
 	CHILD_UMO_NEW,
 	CHILD_UMO_FLAG,
 	CHILD_UMO_FEATURES,
+	CHILD_FORK_REQ_CONFIG,
+	CHILD_FORK_REQ_NEW,
+	CHILD_FORK_REQ_ENABLED,
+	CHILD_FORK_REQ_OTHERS,
+	CHILD_FORK_REQUIRED_ERRNO,
+	CHILD_FORK_REQUIRED_MSG,
 };
 
 #define CHILD_CHECK(cond, code)                                             \
@@ -598,6 +655,29 @@ static void unprivileged_child(void)
 				     UFFD_FEAT_CAPABILITY),
 		    CHILD_UMO_FEATURES);
 	uffd_handle_free(h);
+
+	/* EVENT_FORK needs CAP_SYS_PTRACE: only requested, it is dropped
+	 * and the rest still negotiated; required, the handle is refused */
+	CHILD_CHECK(uffd_handle_config_request_features(
+			    cfg, UFFD_FEAT_EVENT_FORK | UFFD_FEAT_THREAD_ID) ==
+			    0,
+		    CHILD_FORK_REQ_CONFIG);
+	h = NULL;
+	ret = uffd_handle_new(cfg, &h);
+	CHILD_CHECK(ret == 0 && h != NULL, CHILD_FORK_REQ_NEW);
+	CHILD_CHECK(!(uffd_handle_get_features(h) & UFFD_FEAT_EVENT_FORK),
+		    CHILD_FORK_REQ_ENABLED);
+	CHILD_CHECK(uffd_handle_get_features(h) & UFFD_FEAT_THREAD_ID,
+		    CHILD_FORK_REQ_OTHERS);
+	uffd_handle_free(h);
+	CHILD_CHECK(uffd_handle_config_require_features(
+			    cfg, UFFD_FEAT_EVENT_FORK) == 0,
+		    CHILD_FORK_REQ_CONFIG);
+	h = NULL;
+	ret = uffd_handle_new(cfg, &h);
+	CHILD_CHECK(ret == -EPERM && h == NULL, CHILD_FORK_REQUIRED_ERRNO);
+	CHILD_CHECK(strstr(uffd_last_error(), "CAP_SYS_PTRACE"),
+		    CHILD_FORK_REQUIRED_MSG);
 	uffd_handle_config_free(cfg);
 	_exit(0);
 }
