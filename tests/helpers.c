@@ -131,6 +131,26 @@ void *map_fd(int fd, size_t len, bool shared)
 	return map_checked(len, shared ? MAP_SHARED : MAP_PRIVATE, fd);
 }
 
+long fdinfo_count(struct uffd_handle *h, const char *key)
+{
+	char path[64], line[128];
+	size_t klen = strlen(key);
+	long value = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d",
+		 uffd_handle_get_fd(h));
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':' &&
+		    sscanf(line + klen + 1, "%ld", &value) == 1)
+			break;
+	fclose(f);
+	ck_assert_msg(value >= 0, "no \"%s\" in %s", key, path);
+	return value;
+}
+
 int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");

@@ -46,6 +46,11 @@ void *map_anon_shared(size_t len);   /* MAP_SHARED|MAP_ANONYMOUS */
 int make_memfd(size_t len);          /* sized memfd */
 void *map_fd(int fd, size_t len, bool shared);
 
+/* A counter from the handle's /proc/self/fdinfo: "pending" (faults queued,
+ * not yet read) or "total" (faults whose thread is still asleep, read or
+ * not). Lets tests see the kernel's queue without any timing. */
+long fdinfo_count(struct uffd_handle *h, const char *key);
+
 /* Number of open fds of this process. */
 int count_fds(void);
 

@@ -36,32 +36,14 @@ static void wait_readable(struct uffd_handle *h)
 		      "no userfaultfd event within %d ms", TEST_WAIT_MS);
 }
 
-/* Unread page faults queued on the handle, from the kernel's fdinfo
- * ("pending:" counts faults not yet read). */
-static long fdinfo_pending(struct uffd_handle *h)
-{
-	char path[64], line[128];
-	long pending = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d",
-		 uffd_handle_get_fd(h));
-	f = fopen(path, "re");
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "pending: %ld", &pending) == 1)
-			break;
-	fclose(f);
-	return pending;
-}
-
 /* Waits (bounded) until want faults are queued unread. */
 static void wait_pending(struct uffd_handle *h, long want)
 {
-	for (int waited = 0; fdinfo_pending(h) < want; waited++) {
+	for (int waited = 0; fdinfo_count(h, "pending") < want; waited++) {
 		ck_assert_msg(waited < TEST_WAIT_MS,
 			      "%ld faults not queued within %d ms", want,
 			      TEST_WAIT_MS);
+		/* fdinfo has no notification: re-read it each ms */
 		poll(NULL, 0, 1);
 	}
 }
@@ -460,7 +442,7 @@ START_TEST(batch_read_two_faults)
 	toucher_start(&t[1], pages[1], true, 0x24);
 	/* Both threads are asleep in the kernel with their faults unread. */
 	wait_pending(h, 2);
-	ck_assert_int_eq(fdinfo_pending(h), 2);
+	ck_assert_int_eq(fdinfo_count(h, "pending"), 2);
 	n = uffd_handle_read_events(h, evs, 8);
 	ck_assert_msg(n == 2, "one read returned %d events: %s", n,
 		      n < 0 ? uffd_last_error() : "");
@@ -481,7 +463,7 @@ START_TEST(batch_read_two_faults)
 				  k == 1 ? UFFD_FAULT_WRITE : 0);
 	}
 	ck_assert(seen[0] && seen[1]);
-	ck_assert_int_eq(fdinfo_pending(h), 0);
+	ck_assert_int_eq(fdinfo_count(h, "pending"), 0);
 	/* Nothing else is pending. */
 	ck_assert_int_eq(uffd_handle_read_events(h, evs, 8), 0);
 
@@ -518,7 +500,7 @@ START_TEST(read_max_one_leaves_rest_queued)
 	for (int k = 0; k < 3; k++) {
 		ck_assert_int_eq(uffd_handle_read_events(h, &ev[k], 1), 1);
 		ck_assert_uint_eq(ev[k].type, UFFD_EVENT_TYPE_PAGEFAULT);
-		ck_assert_int_eq(fdinfo_pending(h), 2 - k);
+		ck_assert_int_eq(fdinfo_count(h, "pending"), 2 - k);
 	}
 	ck_assert_int_eq(uffd_handle_read_events(h, ev, 1), 0);
 	/* Three distinct pages. */

@@ -15,26 +15,6 @@
 
 #include "helpers.h"
 
-/* Faults the kernel holds for this handle (read or not, not yet woken),
- * from fdinfo "total": tells whether DONTWAKE really left a thread asleep
- * without any timing. */
-static int fd_waiting(struct uffd_handle *h)
-{
-	char path[64], line[128];
-	int total = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d",
-		 uffd_handle_get_fd(h));
-	f = fopen(path, "re");
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "total: %d", &total) == 1)
-			break;
-	fclose(f);
-	return total;
-}
-
 static char *filled_page(char c)
 {
 	char *p = map_anon(test_page());
@@ -258,12 +238,12 @@ START_TEST(test_dontwake_then_wake)
 			 0);
 	toucher_start(&t, a, false, 0);
 	wait_fault(h, a, 0);
-	ck_assert_int_eq(fd_waiting(h), 1);
+	ck_assert_int_eq(fdinfo_count(h, "total"), 1);
 	ck_assert_int_eq(uffd_handle_copy(h, a, src, ps, UFFD_OPF_DONTWAKE,
 					  NULL), 0);
-	ck_assert_int_eq(fd_waiting(h), 1); /* still asleep */
+	ck_assert_int_eq(fdinfo_count(h, "total"), 1); /* still asleep */
 	ck_assert_int_eq(uffd_handle_wake(h, a, ps), 0);
-	ck_assert_int_eq(fd_waiting(h), 0);
+	ck_assert_int_eq(fdinfo_count(h, "total"), 0);
 	toucher_join(&t);
 	ck_assert_int_eq(t.seen, 'd');
 	uffd_handle_free(h);
