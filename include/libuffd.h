@@ -245,8 +245,9 @@ int uffd_features_probe(const struct uffd_handle_config *cfg,
  * Errors:
  *  -EINVAL: len is 0; modes is 0 or has unknown bits; addr or len is not a
  *           multiple of the page size (of the huge page size on hugetlb);
- *           the range wraps around; the kernel refused the mode on this
- *           memory (e.g. MINOR on anonymous private memory);
+ *           the range wraps around; the memory does not support the modes
+ *           (e.g. MINOR on anonymous private memory: the message names the
+ *           memory type and the modes it supports);
  *  -ENOMEM: part of the range is not mapped;
  *  -EPERM:  part of the range is a shared mapping without write access;
  *  -EBUSY:  part of the range is registered with another userfaultfd.
@@ -261,9 +262,11 @@ int uffd_handle_register(struct uffd_handle *handle, void *addr, size_t len,
 int uffd_handle_unregister(struct uffd_handle *handle, void *addr, size_t len);
 
 /*
- * The operations allowed on [addr, addr+len) by the registrations made
- * through this handle (the intersection when it spans several), and their
- * modes (the intersection too; either pointer may be NULL).
+ * The operations libuffd allows on [addr, addr+len): what the kernel
+ * advertised at registration, less what the capability probe found not to
+ * work on that memory (the intersection when the range spans several
+ * registrations), and their modes (the intersection too; either pointer may
+ * be NULL).
  * Errors: -EINVAL: len 0 or wrapping; -ENOENT: some page of the range is
  * not registered through this handle.
  */
@@ -273,8 +276,10 @@ int uffd_handle_get_range_ops(struct uffd_handle *handle, void *addr,
 /* ------------------------------------------------------------------------
  * Resolve operations. Each acts on a range that must be page aligned (huge
  * page aligned on hugetlb). On a range registered through this handle an
- * operation the registration does not allow is refused with -ENOTSUP before
- * any ioctl is made; ranges unknown to libuffd are left to the kernel.
+ * operation the registration does not allow, or that the capability probe
+ * found not to work on that memory (MOVE on shmem), is refused with
+ * -ENOTSUP before any ioctl is made; ranges unknown to libuffd are left to
+ * the kernel.
  *
  * Flags (each operation documents which it takes; others give -EINVAL):
  */
@@ -389,6 +394,129 @@ struct uffd_event {
  */
 int uffd_handle_read_events(struct uffd_handle *handle,
 			    struct uffd_event *events, size_t max);
+
+/* ------------------------------------------------------------------------
+ * Memory backends: the kinds of memory userfaultfd treats differently.
+ */
+enum uffd_backend {
+	UFFD_BACKEND_UNKNOWN = 0,
+	UFFD_BACKEND_ANON_PRIVATE,         /* MAP_PRIVATE|MAP_ANONYMOUS */
+	UFFD_BACKEND_ANON_SHARED,          /* MAP_SHARED|MAP_ANONYMOUS (shmem) */
+	UFFD_BACKEND_MEMFD_SHARED,         /* memfd (or tmpfs file) MAP_SHARED */
+	UFFD_BACKEND_MEMFD_PRIVATE,        /* memfd (or tmpfs file) MAP_PRIVATE */
+	UFFD_BACKEND_HUGETLB_PRIVATE,      /* MAP_HUGETLB|MAP_PRIVATE */
+	UFFD_BACKEND_HUGETLB_SHARED,       /* MAP_HUGETLB|MAP_SHARED, SysV
+					      SHM_HUGETLB */
+	UFFD_BACKEND_MEMFD_HUGETLB_SHARED, /* MFD_HUGETLB memfd or hugetlbfs
+					      file, MAP_SHARED */
+	UFFD_BACKEND_MEMFD_HUGETLB_PRIVATE,
+	UFFD_BACKEND_TMPFS_FILE,           /* a named tmpfs file, MAP_SHARED */
+	UFFD_BACKEND_DISK_FILE,            /* a file on a disk filesystem */
+	UFFD_BACKEND_GUEST_MEMFD,          /* KVM guest_memfd, mmap()ed */
+	UFFD_BACKEND_SYSV_SHM,             /* shmget() without SHM_HUGETLB */
+	UFFD_BACKEND_MEMFD_SECRET,         /* memfd_secret(2) */
+	UFFD_BACKEND_DEV_ZERO_PRIVATE,     /* MAP_PRIVATE of /dev/zero */
+	UFFD_BACKEND_COUNT                 /* number of values (may grow) */
+};
+
+/* Short name ("anon-private", "memfd-hugetlb-shared", ...) or NULL. */
+const char *uffd_backend_name(enum uffd_backend backend);
+/* Words for messages ("anonymous private memory") or NULL. */
+const char *uffd_backend_describe(enum uffd_backend backend);
+/* -EINVAL: NULL argument; -ENOENT: no backend has that short name. */
+int uffd_backend_from_name(const char *name, enum uffd_backend *backend);
+
+/* ------------------------------------------------------------------------
+ * Capabilities: what each backend supports on the running kernel, learned
+ * by probing it, for a given set of enabled features (some answers depend
+ * on them: WP_ASYNC lets WP register on disk files and guest_memfd).
+ *
+ * For each combination of modes the probe records two layers:
+ *  - advertised: the operations UFFDIO_REGISTER reports for a probe mapping;
+ *  - verified: those of them that, performed once on the probe mapping, had
+ *    their effect (checked through /proc/self/pagemap and the data).
+ * They differ on real kernels (6.18 advertises MOVE on shmem, where it fails
+ * with EINVAL, and CONTINUE on private hugetlb, which has no page cache).
+ * libuffd's own checks use the verified layer. The probe leaves no mapping,
+ * file or huge page behind.
+ */
+enum uffd_caps_status {
+	UFFD_CAPS_UNKNOWN = 0,  /* could not be probed here; see the reason */
+	UFFD_CAPS_SUPPORTED,    /* at least one mode registers */
+	UFFD_CAPS_UNSUPPORTED,  /* no mode registers */
+};
+
+struct uffd_caps;
+
+/*
+ * The capabilities of backend for a handle with the given enabled features
+ * (uffd_handle_get_features()), probed on first use and cached for the life
+ * of the process: the pointer stays valid and must not be freed. Probing is
+ * serialised by a lock; the cache is the library's only global state.
+ * Errors: -EINVAL: backend out of range or UNKNOWN, NULL caps;
+ * -ENOTSUP: features has bits the kernel does not support; the errors of
+ * uffd_handle_new() when no userfaultfd can be opened at all.
+ * A backend that cannot be created here (no huge pages, no KVM) is not an
+ * error: its status is UFFD_CAPS_UNKNOWN, with the reason.
+ */
+int uffd_caps_get(uint64_t features, enum uffd_backend backend,
+		  const struct uffd_caps **caps);
+/* The same, probed now and not cached; free it with uffd_caps_free(). */
+int uffd_caps_probe(uint64_t features, enum uffd_backend backend,
+		    struct uffd_caps **caps);
+void uffd_caps_free(struct uffd_caps *caps);
+
+enum uffd_backend uffd_caps_get_backend(const struct uffd_caps *caps);
+uint64_t uffd_caps_get_features(const struct uffd_caps *caps);
+enum uffd_caps_status uffd_caps_get_status(const struct uffd_caps *caps);
+/* Why the status is UNKNOWN or UNSUPPORTED ("" when SUPPORTED). */
+const char *uffd_caps_get_reason(const struct uffd_caps *caps);
+/* Page size of the backend's memory (0 when unknown). */
+size_t uffd_caps_get_page_size(const struct uffd_caps *caps);
+/* The single modes (UFFD_MODE_*) that register on their own. */
+uint64_t uffd_caps_get_modes(const struct uffd_caps *caps);
+/*
+ * For one combination of modes (any non-zero subset of UFFD_MODE_KNOWN):
+ * register: 0 if it registered, else the kernel's negative errno
+ * (-ENODATA when the backend is UNKNOWN); advertised and verified: the
+ * operation masks (0 when it did not register).
+ */
+int uffd_caps_get_register(const struct uffd_caps *caps, uint64_t modes);
+uint64_t uffd_caps_get_advertised(const struct uffd_caps *caps,
+				  uint64_t modes);
+uint64_t uffd_caps_get_verified(const struct uffd_caps *caps, uint64_t modes);
+/*
+ * How one advertised operation fared in verification: 0 when verified, else
+ * a negative errno (the operation's own, or -EIO when it returned success
+ * without the expected effect); note, when not NULL, receives a sentence
+ * (never NULL). -ENODATA: the operation was not advertised for these modes.
+ */
+int uffd_caps_get_op_result(const struct uffd_caps *caps, uint64_t modes,
+			    uint64_t op, const char **note);
+/* Where the probe disagrees with what the feature bits promise, one
+ * sentence per line; "" when they agree. */
+const char *uffd_caps_get_notes(const struct uffd_caps *caps);
+
+/* ------------------------------------------------------------------------
+ * Range classification.
+ */
+struct uffd_range_info {
+	enum uffd_backend backend; /* of the mapping at the range's start */
+	size_t page_size;          /* its page size */
+	size_t nr_mappings;        /* how many mappings the range spans */
+	bool mixed;                /* they are of more than one backend or
+				      page size */
+	uintptr_t first_end;       /* where the first mapping ends */
+};
+
+/*
+ * Says what memory [addr, addr+len) is, from /proc/self/smaps and, for
+ * files, the filesystem type in /proc/self/mountinfo.
+ * Errors: -EINVAL: NULL info, len 0, wrapping; -ENOMEM: part of the range is
+ * not mapped; -ENOENT: /proc is not readable.
+ */
+int uffd_range_classify(const void *addr, size_t len,
+			struct uffd_range_info *info);
 
 #ifdef __cplusplus
 }

@@ -44,8 +44,10 @@ struct uffd_reg {
 	uintptr_t start;
 	uintptr_t end;
 	uint64_t modes;
-	uint64_t ops;
+	uint64_t ops;     /* what the kernel advertised */
+	uint64_t allowed; /* ops less those the probe found broken here */
 	size_t page_size;
+	enum uffd_backend backend;
 };
 
 struct uffd_handle {
@@ -112,6 +114,46 @@ int uffd_range_check_op(struct uffd_handle *h, uint64_t op, uintptr_t start,
 int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end);
 int uffd_regs_move(struct uffd_handle *h, uintptr_t from, uintptr_t to,
 		   size_t len);
+
+/* ---- ops.c: raw ioctls for the capability probe (no table checks) ---- */
+int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
+		  size_t len);
+int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect);
+int uffd_raw_wake(int fd, uintptr_t start, size_t len);
+
+/* ---- backends.c: memory of each kind, made for probing ---- */
+
+/* Pages of a probe mapping; caps.c gives each operation its own page. */
+#define UFFD_PROBE_PAGES 6
+
+struct uffd_probe_mem {
+	enum uffd_backend backend;
+	char *addr;       /* the mapping to register */
+	size_t len;
+	size_t page_size;
+	char *alias;      /* a second, never registered view of the same
+			     pages (fills the page cache), or NULL */
+	int fd;           /* backing file, or -1 */
+	int vm_fd;        /* guest_memfd's VM, or -1 */
+	bool sysv;        /* addr and alias are shmat() attachments */
+	bool has_page_cache; /* shared or file memory: CONTINUE is possible */
+};
+
+/* Creates probe memory; on failure returns a negative errno with the
+ * reason in why (the backend is then "unknown here"). */
+int uffd_probe_mem_create(enum uffd_backend backend,
+			  struct uffd_probe_mem *mem, char *why, size_t size);
+void uffd_probe_mem_destroy(struct uffd_probe_mem *mem);
+
+/* ---- classify.c ---- */
+enum uffd_backend uffd_vma_backend(const struct uffd_vma *vma);
+
+/* ---- caps.c ---- */
+
+/* The cached capabilities for (features, backend), or NULL when they
+ * cannot be had; never fails loudly (used to explain and to enforce). */
+const struct uffd_caps *uffd_caps_lookup(uint64_t features,
+					 enum uffd_backend backend);
 
 /* ---- misc ---- */
 size_t uffd_page_size(void);

@@ -136,6 +136,43 @@ static const struct fill_desc move_desc = {
 	.issue = issue_move,
 };
 
+static const struct fill_desc *fill_desc_of(uint64_t op)
+{
+	switch (op) {
+	case UFFD_OP_COPY: return &copy_desc;
+	case UFFD_OP_ZEROPAGE: return &zeropage_desc;
+	case UFFD_OP_CONTINUE: return &continue_desc;
+	case UFFD_OP_POISON: return &poison_desc;
+	case UFFD_OP_MOVE: return &move_desc;
+	default: return NULL;
+	}
+}
+
+int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
+		  size_t len)
+{
+	const struct fill_desc *d = fill_desc_of(op);
+	int64_t progress;
+
+	return d ? d->issue(fd, dst, src, len, 0, &progress) : -EINVAL;
+}
+
+int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect)
+{
+	struct kuffd_writeprotect wp = {
+		{ start, len }, protect ? KUFFD_WRITEPROTECT_WP : 0
+	};
+
+	return ioctl(fd, KUFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
+}
+
+int uffd_raw_wake(int fd, uintptr_t start, size_t len)
+{
+	struct kuffd_range range = { start, len };
+
+	return ioctl(fd, KUFFDIO_WAKE, &range) ? -errno : 0;
+}
+
 static int explain_fill_error(const struct fill_desc *d, int err)
 {
 	switch (err) {

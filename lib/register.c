@@ -15,8 +15,9 @@
 
 struct reg_scan {
 	uintptr_t start, end;
-	size_t page_size;     /* largest page size met in the range */
-	char first_path[256]; /* what the range is, for messages */
+	size_t page_size;         /* largest page size met in the range */
+	struct uffd_reg *pieces;  /* one per mapping, clipped to the range */
+	size_t npieces, cap;
 };
 
 static const char *describe_vma(const struct uffd_vma *vma)
@@ -27,13 +28,33 @@ static const char *describe_vma(const struct uffd_vma *vma)
 					      : "anonymous private memory";
 }
 
+static int add_piece(struct reg_scan *scan, const struct uffd_vma *vma)
+{
+	struct uffd_reg *r;
+
+	if (scan->npieces == scan->cap) {
+		size_t cap = scan->cap ? 2 * scan->cap : 4;
+
+		r = realloc(scan->pieces, cap * sizeof(*r));
+		if (!r)
+			return uffd_err(ENOMEM, "out of memory scanning the range");
+		scan->pieces = r;
+		scan->cap = cap;
+	}
+	r = &scan->pieces[scan->npieces++];
+	*r = (struct uffd_reg){
+		.start = vma->start > scan->start ? vma->start : scan->start,
+		.end = vma->end < scan->end ? vma->end : scan->end,
+		.page_size = vma->page_size,
+		.backend = uffd_vma_backend(vma),
+	};
+	return 0;
+}
+
 static int scan_vma(const struct uffd_vma *vma, void *arg)
 {
 	struct reg_scan *scan = arg;
 
-	if (!scan->first_path[0])
-		snprintf(scan->first_path, sizeof(scan->first_path), "%s",
-			 describe_vma(vma));
 	if ((vma->flags & UFFD_VMA_SHARED) && !(vma->flags & UFFD_VMA_MAYWRITE))
 		return uffd_errf(EPERM,
 				 "the mapping %#lx-%#lx (%s) is shared without "
@@ -51,7 +72,17 @@ static int scan_vma(const struct uffd_vma *vma, void *arg)
 				 (unsigned long)scan->start,
 				 (unsigned long)scan->end, describe_vma(vma),
 				 vma->page_size / 1024);
-	return 0;
+	return add_piece(scan, vma);
+}
+
+/* The range as one piece of unknown memory (no /proc/self/smaps). */
+static int scan_unknown(struct reg_scan *scan)
+{
+	struct uffd_vma whole = { .start = scan->start, .end = scan->end,
+				  .page_size = uffd_page_size() };
+
+	scan->npieces = 0;
+	return add_piece(scan, &whole);
 }
 
 /* The checks that need no kernel: length, wrap, modes, base alignment. */
@@ -122,38 +153,63 @@ static void regs_install(struct uffd_handle *h, struct uffd_reg *out, size_t k)
 
 /*
  * Replaces the table with one where [start, end) is carved out of every
- * entry and, if add is not NULL, covered by *add. out must hold nregs + 2
- * entries.
+ * entry and covered by the nadd entries of add. out must hold
+ * nregs + 1 + nadd entries.
  */
 static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
 			 uintptr_t start, uintptr_t end,
-			 const struct uffd_reg *add)
+			 const struct uffd_reg *add, size_t nadd)
 {
 	size_t k = regs_carve(h->regs, h->nregs, out, start, end);
 
-	if (add)
-		out[k++] = *add;
-	regs_install(h, out, k);
+	memcpy(out + k, add, nadd * sizeof(*add));
+	regs_install(h, out, k + nadd);
 }
 
-static struct uffd_reg *regs_alloc(const struct uffd_handle *h)
+static struct uffd_reg *regs_alloc(const struct uffd_handle *h, size_t nadd)
 {
-	return malloc((h->nregs + 2) * sizeof(struct uffd_reg));
+	return malloc((h->nregs + 1 + nadd) * sizeof(struct uffd_reg));
 }
 
-static int explain_register_error(int err, uint64_t modes,
-				  const struct reg_scan *scan)
+/* "MINOR mode is not supported on anonymous private memory (supported
+ * here: MISSING, WP)", from the capability probe, when it knows. */
+static bool explain_by_caps(const struct uffd_handle *h, uint64_t modes,
+			    const struct uffd_reg *piece)
+{
+	const struct uffd_caps *caps = uffd_caps_lookup(h->features,
+							piece->backend);
+	char want[64], have[64];
+
+	if (!caps || uffd_caps_get_register(caps, modes) == 0)
+		return false;
+	uffd_modes_format(modes, want, sizeof(want));
+	uffd_modes_format(uffd_caps_get_modes(caps), have, sizeof(have));
+	for (char *c = have; (c = strchr(c, ',')); c++)
+		*c = '/';
+	uffd_errf(EINVAL, "%s mode is not supported on %s (supported here: "
+		  "%s%s)", want, uffd_backend_describe(piece->backend), have,
+		  (uffd_caps_get_modes(caps) & modes) == modes
+			  ? ", but not in this combination"
+			  : "");
+	return true;
+}
+
+static int explain_register_error(const struct uffd_handle *h, int err,
+				  uint64_t modes, const struct reg_scan *scan)
 {
 	char names[64];
 
 	uffd_modes_format(modes, names, sizeof(names));
 	switch (err) {
 	case EINVAL:
+		for (size_t i = 0; i < scan->npieces; i++)
+			if (explain_by_caps(h, modes, &scan->pieces[i]))
+				return -EINVAL;
 		return uffd_errf(EINVAL,
 				 "the kernel refused to register %s mode on %s "
 				 "(%#lx-%#lx): the memory type does not support it",
-				 names, scan->first_path[0] ? scan->first_path
-							    : "this memory",
+				 names,
+				 uffd_backend_describe(scan->pieces[0].backend),
 				 (unsigned long)scan->start,
 				 (unsigned long)scan->end);
 	case EBUSY:
@@ -167,15 +223,35 @@ static int explain_register_error(int err, uint64_t modes,
 	}
 }
 
-UFFD_EXPORT int uffd_handle_register(struct uffd_handle *handle, void *addr,
-				     size_t len, uint64_t modes, uint64_t *ops)
+/* All operations but those the probe tried on this backend in these modes
+ * and saw fail. Operations newer than libuffd, or that the probe could not
+ * try, pass; so does everything where the probe cannot speak for this
+ * memory (unknown backend, or its own registration disagreed).
+ * Computed before the table lock: a first probe takes milliseconds. */
+static uint64_t allowed_mask(const struct uffd_handle *h,
+			     enum uffd_backend backend, uint64_t modes)
 {
-	struct reg_scan scan = { .page_size = uffd_page_size() };
-	struct kuffd_register reg = { 0 };
-	struct uffd_reg entry, *table;
-	int ret;
+	const struct uffd_caps *caps = uffd_caps_lookup(h->features, backend);
 
-	ret = check_range(handle, addr, len, &scan.start, &scan.end);
+	uint64_t mask = ~UINT64_C(0);
+
+	if (!caps || uffd_caps_get_register(caps, modes) != 0)
+		return mask;
+	for (uint64_t op = UFFD_OP_WAKE; op <= UFFD_OP_POISON; op <<= 1) {
+		int res = uffd_caps_get_op_result(caps, modes, op, NULL);
+
+		/* -ENODATA: not advertised, or could not be tried */
+		if (res != 0 && res != -ENODATA)
+			mask &= ~op;
+	}
+	return mask;
+}
+
+static int scan_range(struct uffd_handle *h, const void *addr, size_t len,
+		      uint64_t modes, struct reg_scan *scan)
+{
+	int ret = check_range(h, addr, len, &scan->start, &scan->end);
+
 	if (ret)
 		return ret;
 	if (!modes || (modes & ~UFFD_MODE_KNOWN))
@@ -183,32 +259,57 @@ UFFD_EXPORT int uffd_handle_register(struct uffd_handle *handle, void *addr,
 				 "modes %#llx: give one or more of MISSING, "
 				 "WP, MINOR and no other bit",
 				 (unsigned long long)modes);
+	ret = uffd_vma_walk(scan->start, scan->end, scan_vma, scan);
 	/* smaps unreadable (-ENOENT): leave the checks to the kernel. */
-	ret = uffd_vma_walk(scan.start, scan.end, scan_vma, &scan);
-	if (ret && ret != -ENOENT)
-		return ret;
+	return ret == -ENOENT ? scan_unknown(scan) : ret;
+}
+
+UFFD_EXPORT int uffd_handle_register(struct uffd_handle *handle, void *addr,
+				     size_t len, uint64_t modes, uint64_t *ops)
+{
+	struct reg_scan scan = { .page_size = uffd_page_size() };
+	struct kuffd_register reg = { 0 };
+	struct uffd_reg *table;
+	int ret;
+
+	ret = scan_range(handle, addr, len, modes, &scan);
+	if (ret)
+		goto out;
+	for (size_t i = 0; i < scan.npieces; i++)
+		scan.pieces[i].allowed =
+			allowed_mask(handle, scan.pieces[i].backend, modes);
 	reg.range.start = scan.start;
 	reg.range.len = len;
 	reg.mode = modes;
 	pthread_rwlock_wrlock(&handle->reg_lock);
-	table = regs_alloc(handle); /* sized under the lock it depends on */
+	table = regs_alloc(handle, scan.npieces); /* sized under the lock */
 	if (!table) {
 		pthread_rwlock_unlock(&handle->reg_lock);
-		return uffd_err(ENOMEM, "out of memory for the registration table");
+		ret = uffd_err(ENOMEM, "out of memory for the registration table");
+		goto out;
 	}
 	if (ioctl(handle->fd, KUFFDIO_REGISTER, &reg)) {
 		ret = errno;
 		pthread_rwlock_unlock(&handle->reg_lock);
 		free(table);
-		return explain_register_error(ret, modes, &scan);
+		ret = explain_register_error(handle, ret, modes, &scan);
+		goto out;
 	}
-	entry = (struct uffd_reg){ scan.start, scan.end, modes, reg.ioctls,
-				   scan.page_size };
-	regs_rebuild(handle, table, scan.start, scan.end, &entry);
+	for (size_t i = 0; i < scan.npieces; i++) {
+		struct uffd_reg *r = &scan.pieces[i];
+
+		r->modes = modes;
+		r->ops = reg.ioctls;
+		r->allowed &= reg.ioctls;
+	}
+	regs_rebuild(handle, table, scan.start, scan.end, scan.pieces,
+		     scan.npieces);
 	pthread_rwlock_unlock(&handle->reg_lock);
 	if (ops)
 		*ops = reg.ioctls;
-	return 0;
+out:
+	free(scan.pieces);
+	return ret;
 }
 
 /* Huge page alignment of a range, from the table (no smaps walk). */
@@ -256,14 +357,14 @@ UFFD_EXPORT int uffd_handle_unregister(struct uffd_handle *handle, void *addr,
 		return ret;
 	range = (struct kuffd_range){ start, len };
 	pthread_rwlock_wrlock(&handle->reg_lock);
-	table = regs_alloc(handle);
+	table = regs_alloc(handle, 0);
 	ret = table ? check_table_alignment(handle, start, end)
 		    : uffd_err(ENOMEM, "out of memory for the registration table");
 	if (!ret && ioctl(handle->fd, KUFFDIO_UNREGISTER, &range))
 		ret = uffd_errf(errno, "UFFDIO_UNREGISTER failed: %s",
 				strerror(errno));
 	if (!ret) {
-		regs_rebuild(handle, table, start, end, NULL);
+		regs_rebuild(handle, table, start, end, NULL, 0);
 		table = NULL;
 	}
 	pthread_rwlock_unlock(&handle->reg_lock);
@@ -276,9 +377,9 @@ int uffd_regs_remove(struct uffd_handle *h, uintptr_t start, uintptr_t end)
 	struct uffd_reg *table;
 
 	pthread_rwlock_wrlock(&h->reg_lock);
-	table = regs_alloc(h);
+	table = regs_alloc(h, 0);
 	if (table)
-		regs_rebuild(h, table, start, end, NULL);
+		regs_rebuild(h, table, start, end, NULL, 0);
 	pthread_rwlock_unlock(&h->reg_lock);
 	return table ? 0
 		     : uffd_err(ENOMEM, "out of memory for the registration table");
@@ -346,7 +447,7 @@ static int refuse_op(const struct uffd_reg *r, uint64_t op)
 	char modes[64], allowed[128];
 
 	uffd_modes_format(r->modes, modes, sizeof(modes));
-	uffd_ops_format(r->ops & ~(UFFD_OP_REGISTER | UFFD_OP_UNREGISTER),
+	uffd_ops_format(r->allowed & ~(UFFD_OP_REGISTER | UFFD_OP_UNREGISTER),
 			allowed, sizeof(allowed));
 	return uffd_errf(ENOTSUP,
 			 "%s is not allowed on %#lx-%#lx, registered in %s "
@@ -355,11 +456,32 @@ static int refuse_op(const struct uffd_reg *r, uint64_t op)
 			 (unsigned long)r->end, modes, allowed);
 }
 
-static int check_entry(const struct uffd_reg *r, uint64_t op, uintptr_t start,
-		       size_t len, unsigned flags)
+/* An operation the kernel advertises but the probe saw fail here. */
+static int refuse_unverified(const struct uffd_handle *h,
+			     const struct uffd_reg *r, uint64_t op)
+{
+	const struct uffd_caps *caps = uffd_caps_lookup(h->features,
+							r->backend);
+	const char *note = "it failed verification";
+	int err = 0;
+
+	if (caps)
+		err = uffd_caps_get_op_result(caps, r->modes, op, &note);
+	return uffd_errf(ENOTSUP,
+			 "%s does not work on %s (%#lx-%#lx): the kernel "
+			 "advertises it, but the capability probe found: %s%s%s",
+			 uffd_op_name(op), uffd_backend_describe(r->backend),
+			 (unsigned long)r->start, (unsigned long)r->end, note,
+			 err < 0 ? ": " : "", err < 0 ? strerror(-err) : "");
+}
+
+static int check_entry(const struct uffd_handle *h, const struct uffd_reg *r,
+		       uint64_t op, uintptr_t start, size_t len, unsigned flags)
 {
 	if (!(r->ops & op))
 		return refuse_op(r, op);
+	if (!(r->allowed & op))
+		return refuse_unverified(h, r, op);
 	if ((flags & UFFD_OPF_WP) && !(r->modes & UFFD_MODE_WP))
 		return uffd_errf(EINVAL,
 				 "%s with the WP flag needs the range registered "
@@ -382,7 +504,7 @@ int uffd_range_check_op(struct uffd_handle *h, uint64_t op, uintptr_t start,
 	pthread_rwlock_rdlock(&h->reg_lock);
 	for (size_t i = regs_find(h, start);
 	     !ret && i < h->nregs && h->regs[i].start < end; i++)
-		ret = check_entry(&h->regs[i], op, start, len, flags);
+		ret = check_entry(h, &h->regs[i], op, start, len, flags);
 	pthread_rwlock_unlock(&h->reg_lock);
 	return ret;
 }
@@ -406,7 +528,7 @@ UFFD_EXPORT int uffd_handle_get_range_ops(struct uffd_handle *handle,
 	     i < handle->nregs && handle->regs[i].start <= cursor &&
 	     cursor < end;
 	     i++) {
-		all_ops &= handle->regs[i].ops;
+		all_ops &= handle->regs[i].allowed;
 		all_modes &= handle->regs[i].modes;
 		cursor = handle->regs[i].end;
 	}
