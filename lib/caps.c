@@ -70,7 +70,26 @@ struct probe {
 	int pagemap;
 	struct uffd_probe_mem mem;
 	unsigned char *pattern; /* one page of recognisable bytes */
+	size_t pattern_size;
 };
+
+/* A page of recognisable bytes, of the probed memory's page size: sized on
+ * demand, as fresh memory is costly (2 MiB only for hugetlb). */
+static int size_pattern(struct probe *p, size_t size)
+{
+	unsigned char *buf;
+
+	if (p->pattern_size >= size)
+		return 0;
+	buf = realloc(p->pattern, size);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (unsigned char)(i * 7 + 1);
+	p->pattern = buf;
+	p->pattern_size = size;
+	return 0;
+}
 
 static unsigned char *page_at(const struct probe *p, int page)
 {
@@ -421,6 +440,12 @@ static int probe_combo(struct probe *p, struct uffd_caps *caps,
 				    sizeof(caps->reason));
 	if (ret)
 		return ret;
+	if (size_pattern(p, p->mem.page_size)) {
+		uffd_probe_mem_destroy(&p->mem);
+		snprintf(caps->reason, sizeof(caps->reason),
+			 "out of memory for the probe's data page");
+		return -ENOMEM;
+	}
 	caps->page_size = p->mem.page_size;
 	/* Populated before registration: the page write-protect works on
 	 * (if that fails, WRITEPROTECT is reported unverifiable). */
@@ -576,14 +601,11 @@ static int probe_all(struct uffd_handle *h, struct uffd_caps *caps)
 	int ret = 0;
 
 	p.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	p.pattern = malloc(2u << 20); /* up to a 2 MiB huge page */
-	if (p.pagemap < 0 || !p.pattern) {
+	if (p.pagemap < 0) {
 		snprintf(caps->reason, sizeof(caps->reason),
 			 "cannot read /proc/self/pagemap to verify operations");
 		goto out;
 	}
-	for (size_t i = 0; i < (2u << 20); i++)
-		p.pattern[i] = (unsigned char)(i * 7 + 1);
 	for (uint64_t modes = 1; modes <= NR_COMBOS && !ret; modes++)
 		ret = probe_combo(&p, caps, modes);
 	if (!ret) {
