@@ -585,14 +585,23 @@ static void settle_status(struct uffd_caps *caps)
 		 strerror(-caps->combo[3].reg));
 }
 
+/* A scratch handle with exactly these features. Without privilege only a
+ * user-mode-only handle can be had; the probe never needs kernel-mode
+ * faults, so that one answers the same. */
 static int open_probe_handle(uint64_t features, struct uffd_handle **h)
 {
 	struct uffd_handle_config cfg;
+	int ret;
 
 	uffd_config_init_defaults(&cfg);
 	cfg.default_features = false;
 	cfg.required = features;
-	return uffd_handle_new(&cfg, h);
+	ret = uffd_handle_new(&cfg, h);
+	if (ret == -EPERM || ret == -EACCES) {
+		cfg.user_mode_only = true;
+		ret = uffd_handle_new(&cfg, h);
+	}
+	return ret;
 }
 
 static int probe_all(struct uffd_handle *h, struct uffd_caps *caps)
