@@ -165,7 +165,10 @@ static void alias_of_shared_anon(struct uffd_probe_mem *m)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	p = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* NORESERVE like the mapping itself: the probe checks for the huge
+	 * pages it really uses, not for a reservation of every page */
+	p = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_NORESERVE, fd, 0);
 	close(fd);
 	m->alias = p == MAP_FAILED ? NULL : p;
 }

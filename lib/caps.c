@@ -600,6 +600,17 @@ static void settle_status(struct uffd_caps *caps)
 /* A scratch handle with exactly these features. Without privilege only a
  * user-mode-only handle can be had; the probe never needs kernel-mode
  * faults, so that one answers the same. */
+/* Back to "nothing known", keeping the reason. */
+static void forget_combos(struct uffd_caps *caps)
+{
+	memset(caps->combo, 0, sizeof(caps->combo));
+	for (int i = 0; i < NR_COMBOS; i++)
+		caps->combo[i].reg = -ENODATA;
+	caps->page_size = 0;
+	caps->modes = 0;
+	caps->status = UFFD_CAPS_UNKNOWN;
+}
+
 static int open_probe_handle(uint64_t features, struct uffd_handle **h)
 {
 	struct uffd_handle_config cfg;
@@ -629,6 +640,8 @@ static int probe_all(struct uffd_handle *h, struct uffd_caps *caps)
 	if (!ret) {
 		settle_status(caps);
 		cross_check(caps, h->supported);
+	} else {
+		forget_combos(caps); /* UNKNOWN means no data, not half */
 	}
 	if (p.pagemap >= 0)
 		close(p.pagemap);
@@ -652,8 +665,7 @@ static int caps_compute(uint64_t features, enum uffd_backend backend,
 		return uffd_err(ENOMEM, "out of memory for capabilities");
 	caps->backend = backend;
 	caps->features = features & ~CAPS_IRRELEVANT;
-	for (int i = 0; i < NR_COMBOS; i++)
-		caps->combo[i].reg = -ENODATA;
+	forget_combos(caps);
 	ret = open_probe_handle(caps->features, &h);
 	if (ret) {
 		free(caps);
