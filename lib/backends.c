@@ -272,11 +272,28 @@ struct kvm_guest_memfd_args {
 #define KVM_CREATE_VM_ _IO(KVM_IO, 0x01)
 #define KVM_CREATE_GUEST_MEMFD_ _IOWR(KVM_IO, 0xd4, struct kvm_guest_memfd_args)
 #define GUEST_MEMFD_FLAG_MMAP_ (UINT64_C(1) << 0)
+#define GUEST_MEMFD_FLAG_INIT_SHARED_ (UINT64_C(1) << 1)
+
+/* Mappable guest_memfd, shared with the host where the kernel allows it
+ * (otherwise its pages belong to the guest and a host write is SIGBUS). */
+static int create_gmem(struct uffd_probe_mem *m)
+{
+	struct kvm_guest_memfd_args args = {
+		.size = m->len,
+		.flags = GUEST_MEMFD_FLAG_MMAP_ | GUEST_MEMFD_FLAG_INIT_SHARED_,
+	};
+
+	m->fd = ioctl(m->vm_fd, KVM_CREATE_GUEST_MEMFD_, &args);
+	m->plain_write_ok = m->fd >= 0;
+	if (m->fd < 0) {
+		args.flags = GUEST_MEMFD_FLAG_MMAP_;
+		m->fd = ioctl(m->vm_fd, KVM_CREATE_GUEST_MEMFD_, &args);
+	}
+	return m->fd < 0 ? -errno : 0;
+}
 
 static int make_guest_memfd(struct uffd_probe_mem *m, char *why, size_t size)
 {
-	struct kvm_guest_memfd_args args = { .size = m->len,
-					     .flags = GUEST_MEMFD_FLAG_MMAP_ };
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), err;
 
 	if (kvm < 0) {
@@ -292,13 +309,12 @@ static int make_guest_memfd(struct uffd_probe_mem *m, char *why, size_t size)
 		snprintf(why, size, "KVM_CREATE_VM failed: %s", strerror(err));
 		return -err;
 	}
-	m->fd = ioctl(m->vm_fd, KVM_CREATE_GUEST_MEMFD_, &args);
-	if (m->fd < 0) {
-		err = errno;
+	err = create_gmem(m);
+	if (err) {
 		snprintf(why, size, "KVM_CREATE_GUEST_MEMFD with mmap support "
 			 "failed: %s (kernel without mappable guest_memfd)",
-			 strerror(err));
-		return -err;
+			 strerror(-err));
+		return err;
 	}
 	return map_file_pair(m, true, 0, why, size);
 }
@@ -332,6 +348,8 @@ static int make_secret(struct uffd_probe_mem *m, char *why, size_t size)
 #ifdef SYS_memfd_secret
 	int ret = sized_fd(m, (int)syscall(SYS_memfd_secret, O_CLOEXEC),
 			   "memfd_secret", why, size);
+
+	m->plain_write_ok = true; /* no GUP on secret memory, faults work */
 #else
 	int ret = sized_fd(m, -1, "memfd_secret (unknown here)", why, size);
 #endif

@@ -440,6 +440,20 @@ static int register_probe(const struct probe *p, uint64_t modes,
 	return 0;
 }
 
+/*
+ * The page write-protect works on, populated before registration, with
+ * MADV_POPULATE_WRITE: an error, never a SIGBUS. Secret and guest memory
+ * refuse it (no GUP); where a plain write is known to be safe there, it
+ * does the job. If neither works, WRITEPROTECT is reported unverifiable.
+ */
+static void prefill_wp_page(const struct probe *p)
+{
+	unsigned char *page = page_at(p, PG_WP);
+
+	if (!populate(page, p->mem.page_size) || p->mem.plain_write_ok)
+		memset(page, 0x5a, p->mem.page_size);
+}
+
 /* One combination on fresh memory; -errno with caps->reason when the
  * memory itself cannot be made. */
 static int probe_combo(struct probe *p, struct uffd_caps *caps,
@@ -459,10 +473,7 @@ static int probe_combo(struct probe *p, struct uffd_caps *caps,
 		return -ENOMEM;
 	}
 	caps->page_size = p->mem.page_size;
-	/* Populated before registration: the page write-protect works on
-	 * (if that fails, WRITEPROTECT is reported unverifiable). */
-	if (!populate(page_at(p, PG_WP), p->mem.page_size))
-		memset(page_at(p, PG_WP), 0x5a, p->mem.page_size);
+	prefill_wp_page(p);
 	c->reg = register_probe(p, modes, &c->advertised);
 	if (!c->reg)
 		verify_ops(p, c);
@@ -532,22 +543,6 @@ static void add_note(struct uffd_caps *caps, const char *fmt, ...)
 		strcat(caps->notes, "\n");
 }
 
-/* Advertised operations that were tried and failed (not those the probe
- * could not try). */
-static uint64_t caps_broken(const struct caps_combo *c)
-{
-	uint64_t broken = 0;
-
-	for (unsigned bit = 0; bit < NR_OP_BITS; bit++) {
-		uint64_t op = UINT64_C(1) << bit;
-
-		if ((c->advertised & op) && c->op_note[bit] && c->op_err[bit] &&
-		    c->op_err[bit] != -ENODATA)
-			broken |= op;
-	}
-	return broken;
-}
-
 static void cross_check(struct uffd_caps *caps, uint64_t supported)
 {
 	const struct promise *pr = promises_of(caps->backend);
@@ -563,17 +558,6 @@ static void cross_check(struct uffd_caps *caps, uint64_t supported)
 				 registers ? "registers" : "does not register",
 				 name, promised ? "reports" : "does not report",
 				 uffd_feature_name(pr->feature));
-	}
-	for (int i = 0; i < NR_COMBOS; i++) {
-		uint64_t broken = caps_broken(&caps->combo[i]);
-		char ops[128], modes[32];
-
-		if (!broken)
-			continue;
-		uffd_ops_format(broken, ops, sizeof(ops));
-		uffd_modes_format((uint64_t)i + 1, modes, sizeof(modes));
-		add_note(caps, "%s: registration advertises %s, which failed "
-			 "verification", modes, ops);
 	}
 }
 

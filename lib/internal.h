@@ -137,6 +137,8 @@ struct uffd_probe_mem {
 	int vm_fd;        /* guest_memfd's VM, or -1 */
 	bool sysv;        /* addr and alias are shmat() attachments */
 	bool has_page_cache; /* shared or file memory: CONTINUE is possible */
+	bool plain_write_ok; /* a write may populate a page that
+				MADV_POPULATE_WRITE cannot (never hugetlb) */
 };
 
 /* Creates probe memory; on failure returns a negative errno with the
