@@ -162,7 +162,8 @@ static void regs_rebuild(struct uffd_handle *h, struct uffd_reg *out,
 {
 	size_t k = regs_carve(h->regs, h->nregs, out, start, end);
 
-	memcpy(out + k, add, nadd * sizeof(*add));
+	if (nadd) /* add may be NULL then, and memcpy must not see it */
+		memcpy(out + k, add, nadd * sizeof(*add));
 	regs_install(h, out, k + nadd);
 }
 
