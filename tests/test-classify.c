@@ -379,21 +379,19 @@ START_TEST(huge_and_small_are_mixed)
 {
 	REQUIRE_HUGEPAGES();
 	const size_t ps = test_page();
-	/* A 2 MiB aligned hugetlb page with an anonymous page after it. */
-	char *h = map_or_fail(HUGE_SZ,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1);
-	void *a = mmap(h + HUGE_SZ, ps, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
-		       0);
+	/* A window of address space, reserved first so nothing else can take
+	 * the slot after the huge page; both mappings are placed inside it. */
+	char *win = map_or_fail(3 * HUGE_SZ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *h = (char *)(((uintptr_t)win + HUGE_SZ - 1) & ~(HUGE_SZ - 1));
+	void *a;
 	struct uffd_range_info info;
 
-	if (a == MAP_FAILED) {
-		/* Something already lives right after it; nothing to test. */
-		printf("SKIP: %s: no room after the huge page: %s\n", __func__,
-		       strerror(errno));
-		munmap(h, HUGE_SZ);
-		return;
-	}
+	ck_assert_ptr_eq(mmap(h, HUGE_SZ, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
+				      MAP_FIXED, -1, 0),
+			 h);
+	a = mmap(h + HUGE_SZ, ps, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	ck_assert_ptr_eq(a, h + HUGE_SZ);
 	ck_assert_msg(uffd_range_classify(h, HUGE_SZ + ps, &info) == 0, "%s",
 		      uffd_last_error());
@@ -402,8 +400,7 @@ START_TEST(huge_and_small_are_mixed)
 	ck_assert_uint_eq(info.nr_mappings, 2);
 	ck_assert(info.mixed);
 	ck_assert_uint_eq(info.first_end, (uintptr_t)(h + HUGE_SZ));
-	munmap(a, ps);
-	munmap(h, HUGE_SZ);
+	munmap(win, 3 * HUGE_SZ); /* the window and both mappings in it */
 }
 END_TEST
 
