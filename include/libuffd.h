@@ -518,6 +518,317 @@ struct uffd_range_info {
 int uffd_range_classify(const void *addr, size_t len,
 			struct uffd_range_info *info);
 
+/* ========================================================================
+ * The fault-handling engine: page sources, regions, and the loop that
+ * serves their faults.
+ * ======================================================================== */
+
+/* ------------------------------------------------------------------------
+ * Page sources: where a region's contents come from. A source is
+ * reference counted: regions keep their own reference, so the caller may
+ * free it as soon as the regions are added.
+ */
+struct uffd_source;
+
+/* Page i of a region comes from buf + region's source offset + i * page.
+ * The buffer must stay valid while any region uses the source.
+ * Errors: -EINVAL: NULL buf or len 0; -ENOMEM. */
+int uffd_source_new_buffer(const void *buf, size_t len,
+			   struct uffd_source **src);
+/* From a file (a memory image): bytes [offset, offset+len) of fd, read with
+ * pread() (poll driver) or io_uring reads (io_uring driver). Bytes past the
+ * end of the file read as zeros. fd is duplicated; the caller keeps its own.
+ * Errors: -EBADF; -EINVAL: len 0 or offset + len overflows; -ENOMEM. */
+int uffd_source_new_fd(int fd, uint64_t offset, uint64_t len,
+		       struct uffd_source **src);
+/* Every page is zero (ZEROPAGE; on hugetlb, COPY from a zeroed page).
+ * Errors: -ENOMEM. */
+int uffd_source_new_zero(struct uffd_source **src);
+
+/* A user-defined source, such as a network page server. */
+struct uffd_fetch;
+struct uffd_source_ops {
+	/* Start filling uffd_fetch_get_buffer(fetch) with
+	 * uffd_fetch_get_length(fetch) bytes from uffd_fetch_get_offset(fetch)
+	 * of the image, and call uffd_fetch_complete() once they are there,
+	 * from any thread, before or after returning. Return 0, or a negative
+	 * errno if the fetch could not be started (as if completed with it).
+	 * Urgent fetches (a thread is waiting) should jump ahead of others. */
+	int (*fetch)(void *arg, struct uffd_fetch *fetch);
+	/* Called once, when the last reference to the source goes; may be
+	 * NULL. */
+	void (*release)(void *arg);
+};
+/* Errors: -EINVAL: NULL ops or ops->fetch; -ENOMEM. */
+int uffd_source_new_custom(const struct uffd_source_ops *ops, void *arg,
+			   struct uffd_source **src);
+/* Drops the caller's reference; NULL is allowed. */
+void uffd_source_free(struct uffd_source *src);
+
+uint64_t uffd_fetch_get_offset(const struct uffd_fetch *fetch);
+size_t uffd_fetch_get_length(const struct uffd_fetch *fetch);
+void *uffd_fetch_get_buffer(struct uffd_fetch *fetch);
+/* Whether a faulting thread waits on this fetch (not readahead/prefetch). */
+bool uffd_fetch_is_urgent(const struct uffd_fetch *fetch);
+/* Reports the fetch done: result 0, or a negative errno (the failure
+ * policy then decides what the waiting threads get). Call exactly once. */
+void uffd_fetch_complete(struct uffd_fetch *fetch, int result);
+
+/* ------------------------------------------------------------------------
+ * Regions: a range the loop serves, and how.
+ */
+struct uffd_region;
+struct uffd_region_config;
+
+/*
+ * Called for each fault on a region that has a fault callback instead of a
+ * source (and for every write-protect fault when one is set). It resolves
+ * the fault with the uffd_handle_* operations on uffd_loop_get_handle()
+ * and returns 0, or a negative errno to have the failure policy applied.
+ */
+typedef int (*uffd_fault_fn)(void *arg, struct uffd_region *region,
+			     const struct uffd_event *fault);
+
+/* Defaults: no range, MISSING mode, no source, adaptive readahead up to 16
+ * pages, no prefetch, registered by the loop. -ENOMEM. */
+int uffd_region_config_new(struct uffd_region_config **cfg);
+void uffd_region_config_free(struct uffd_region_config *cfg);
+/* -EINVAL: NULL, len 0, wrapping. */
+int uffd_region_config_set_range(struct uffd_region_config *cfg, void *addr,
+				 size_t len);
+/* UFFD_MODE_* (MISSING, MINOR, WP in any combination). -EINVAL: 0 or
+ * unknown bits. */
+int uffd_region_config_set_modes(struct uffd_region_config *cfg,
+				 uint64_t modes);
+/* Page i of the region is byte offset + i * page of src. */
+int uffd_region_config_set_source(struct uffd_region_config *cfg,
+				  struct uffd_source *src, uint64_t offset);
+/* For MINOR-capable memory (shmem, memfd, hugetlbfs): a second mapping of
+ * the same pages that is not registered. Missing pages are filled through it
+ * straight into the page cache, then mapped with CONTINUE: one copy. */
+int uffd_region_config_set_alias(struct uffd_region_config *cfg, void *alias);
+/* Resolve faults with fn instead of a source (and WP faults too). */
+int uffd_region_config_set_fault_callback(struct uffd_region_config *cfg,
+					  uffd_fault_fn fn, void *arg);
+/* Readahead: fill up to max_pages missing pages from the faulting one on
+ * (0: only the faulting page). adaptive: start small and grow the window
+ * while faults are sequential. */
+int uffd_region_config_set_readahead(struct uffd_region_config *cfg,
+				     size_t max_pages, bool adaptive);
+/* Fill the rest of the region in the background while the loop is idle,
+ * so a lazy restore completes by itself. */
+int uffd_region_config_set_prefetch(struct uffd_region_config *cfg,
+				    bool enable);
+/* Record the order in which pages are first faulted
+ * (uffd_region_get_working_set()). */
+int uffd_region_config_set_record(struct uffd_region_config *cfg, bool record);
+/* Prefetch these page indices first, in this order (a recorded working
+ * set), then the rest; implies prefetch. The array is copied. */
+int uffd_region_config_set_prefetch_order(struct uffd_region_config *cfg,
+					  const uint64_t *pages, size_t n);
+/* The memory belongs to the process that owns the handle (received by
+ * uffd_handover_recv()) and is already registered in the configured
+ * modes: the loop neither registers it nor classifies it, and never
+ * touches it but through the handle. */
+int uffd_region_config_set_remote(struct uffd_region_config *cfg,
+				  enum uffd_backend backend, size_t page_size);
+
+/* The region's range, and how many of its pages the loop has resolved. */
+void *uffd_region_get_addr(const struct uffd_region *region);
+size_t uffd_region_get_len(const struct uffd_region *region);
+size_t uffd_region_get_resolved_pages(const struct uffd_region *region);
+/* Copies up to max recorded page indices (first-touch order) into pages;
+ * *n gets how many there are. -EINVAL: recording not enabled. */
+int uffd_region_get_working_set(struct uffd_region *region, uint64_t *pages,
+				size_t max, size_t *n);
+
+/* ------------------------------------------------------------------------
+ * The loop.
+ */
+struct uffd_loop;
+struct uffd_loop_config;
+
+enum uffd_loop_driver {
+	UFFD_DRIVER_POLL = 0, /* poll(2) + synchronous reads */
+	UFFD_DRIVER_URING,    /* io_uring: multishot poll, async file reads */
+};
+
+/* What a faulting thread gets when its page cannot be had (the source
+ * failed). Either way it never stays blocked. */
+enum uffd_fail_policy {
+	UFFD_FAIL_POISON = 0, /* SIGBUS on access (UFFDIO_POISON) */
+	UFFD_FAIL_ZERO,       /* a zero page */
+};
+
+/* What uffd_loop_stop() does with faults already raised. */
+enum uffd_stop_policy {
+	UFFD_STOP_RESOLVE = 0, /* serve them from their sources */
+	UFFD_STOP_POISON,      /* poison their pages (SIGBUS) */
+};
+
+/* Reports a failed fetch: the region, the byte offset in it, the errno. */
+typedef void (*uffd_error_fn)(void *arg, struct uffd_region *region,
+			      uint64_t offset, int err);
+/* Hands over the userfaultfd of a forked child (EVENT_FORK); the callee
+ * owns fd (uffd_handle_adopt() it, or close it: the child's faults then
+ * proceed as ordinary page faults). Without a callback the fd is closed. */
+typedef void (*uffd_fork_fn)(void *arg, int child_uffd);
+
+/* Defaults: poll driver, 1 thread, POISON on failure, RESOLVE on stop.
+ * -ENOMEM. */
+int uffd_loop_config_new(struct uffd_loop_config **cfg);
+void uffd_loop_config_free(struct uffd_loop_config *cfg);
+/* -ENOTSUP: io_uring support was not built in; -EINVAL: unknown driver. */
+int uffd_loop_config_set_driver(struct uffd_loop_config *cfg,
+				enum uffd_loop_driver driver);
+/* Worker threads for uffd_loop_start() (1..64). -EINVAL. */
+int uffd_loop_config_set_threads(struct uffd_loop_config *cfg,
+				 unsigned threads);
+int uffd_loop_config_set_fail_policy(struct uffd_loop_config *cfg,
+				     enum uffd_fail_policy policy);
+int uffd_loop_config_set_stop_policy(struct uffd_loop_config *cfg,
+				     enum uffd_stop_policy policy);
+int uffd_loop_config_set_error_callback(struct uffd_loop_config *cfg,
+					uffd_error_fn fn, void *arg);
+int uffd_loop_config_set_fork_callback(struct uffd_loop_config *cfg,
+				       uffd_fork_fn fn, void *arg);
+
+/* A loop serving faults of handle (which must outlive it). cfg NULL:
+ * defaults. Errors: -EINVAL; -ENOMEM; -EMFILE; the io_uring setup errors. */
+int uffd_loop_new(struct uffd_handle *handle,
+		  const struct uffd_loop_config *cfg, struct uffd_loop **loop);
+/* Stops the loop, unregisters the regions it registered (later faults
+ * there are ordinary page faults) and frees it; NULL is allowed. */
+void uffd_loop_free(struct uffd_loop *loop);
+struct uffd_handle *uffd_loop_get_handle(const struct uffd_loop *loop);
+
+/* Adds a region: registers its range (unless remote), and serves it from
+ * now on. Errors: those of uffd_handle_register(); -EINVAL: no range, MISSING
+ * mode with neither a source nor a fault callback, overlap with another
+ * region, a range over mappings of different kinds, a source smaller than
+ * the region. */
+int uffd_loop_add_region(struct uffd_loop *loop,
+			 const struct uffd_region_config *cfg,
+			 struct uffd_region **region);
+/* Unregisters (unless remote) and forgets a region; waiting threads are
+ * woken first. -ENOENT: not a region of this loop. */
+int uffd_loop_remove_region(struct uffd_loop *loop,
+			    struct uffd_region *region);
+
+/* Starts the configured worker threads. -EBUSY: already running. */
+int uffd_loop_start(struct uffd_loop *loop);
+/* Serves faults on the calling thread until uffd_loop_stop().
+ * -EBUSY: already running on another thread. Do not mix with
+ * uffd_loop_process() on another thread. */
+int uffd_loop_run(struct uffd_loop *loop);
+/* From any thread but a callback of this loop: makes the workers and
+ * uffd_loop_run() return, then serves or poisons (stop policy) the faults
+ * already raised. Returns when it has. Faults raised later wait for the
+ * loop to run again, or for uffd_loop_free(). */
+int uffd_loop_stop(struct uffd_loop *loop);
+
+/* Embedding in another event loop: an fd that is readable when the loop
+ * has work; then call uffd_loop_process(), which does what is ready without
+ * blocking and returns the number of events handled (or -errno). */
+int uffd_loop_get_fd(const struct uffd_loop *loop);
+int uffd_loop_process(struct uffd_loop *loop);
+
+/* Waits until every region with prefetch is fully resolved, at most
+ * timeout_ms (-1: no limit). -ETIMEDOUT; -EINVAL: no region prefetches. */
+int uffd_loop_wait_complete(struct uffd_loop *loop, int timeout_ms);
+
+#define UFFD_LATENCY_BUCKETS 24
+struct uffd_loop_stats {
+	uint64_t faults_missing;   /* page faults read, by kind */
+	uint64_t faults_minor;
+	uint64_t faults_wp;
+	uint64_t faults_unknown;   /* outside every region: woken */
+	uint64_t pages_resolved;   /* pages made present by the loop */
+	uint64_t bytes_resolved;
+	uint64_t readahead_pages;  /* resolved ahead of any fault */
+	uint64_t readahead_hits;   /* faults whose page was already on its
+				      way (readahead, prefetch, another
+				      worker) */
+	uint64_t prefetch_pages;   /* resolved by background prefetch */
+	uint64_t eexist_races;     /* pages another handler mapped first */
+	uint64_t events_remove, events_unmap, events_remap, events_fork;
+	uint64_t fetch_failures;   /* fetches that failed */
+	uint64_t pages_poisoned;   /* by the failure or stop policy */
+	uint64_t pages_zeroed;     /* by the failure policy */
+	/* Fault read to fault resolved: bucket i counts latencies in
+	 * [2^i, 2^(i+1)) microseconds (bucket 0 also below 1 us). */
+	uint64_t latency_us_log2[UFFD_LATENCY_BUCKETS];
+};
+/* Fills stats (size = sizeof(struct uffd_loop_stats), so the struct may grow
+ * compatibly). -EINVAL: NULL or a size larger than this library knows. */
+int uffd_loop_get_stats(struct uffd_loop *loop, struct uffd_loop_stats *stats,
+			size_t size);
+
+/* ------------------------------------------------------------------------
+ * In-thread resolution (UFFD_FEAT_SIGBUS): a fault raises SIGBUS in the
+ * faulting thread, whose signal handler resolves it from a buffer, file
+ * or zero source at once: no message, no handler thread, no context switch.
+ * For processes that fault on their own memory (lazy restore in-process,
+ * garbage collectors). libuffd installs one process-wide SIGBUS handler
+ * while any uffd_sigbus exists, and passes signals that are not for its
+ * regions to the handler that was there before.
+ */
+struct uffd_sigbus;
+
+/* -EINVAL: handle lacks UFFD_FEAT_SIGBUS; -ENOMEM. */
+int uffd_sigbus_new(struct uffd_handle *handle, struct uffd_sigbus **sigbus);
+/* Adds a region (range, modes MISSING and/or MINOR, a buffer, fd or zero
+ * source, alias, readahead; not callbacks, prefetch or custom sources:
+ * -ENOTSUP) and registers it. Errors as uffd_loop_add_region(). */
+int uffd_sigbus_add_region(struct uffd_sigbus *sigbus,
+			   const struct uffd_region_config *cfg);
+/* Unregisters its regions, restores the previous handler when it is the
+ * last; NULL is allowed. */
+void uffd_sigbus_free(struct uffd_sigbus *sigbus);
+/* faults_missing/minor, pages and bytes resolved, fetch_failures and
+ * pages_poisoned (a failed read poisons the page: the retried access then
+ * gets the real SIGBUS). */
+int uffd_sigbus_get_stats(struct uffd_sigbus *sigbus,
+			  struct uffd_loop_stats *stats, size_t size);
+
+/* ------------------------------------------------------------------------
+ * Handing the userfaultfd to another process (a VMM to an external page
+ * server) over a Unix socket: the fd and the backing files' fds go as
+ * SCM_RIGHTS, with a versioned table describing the regions. The wire
+ * format is documented in doc/handover.md.
+ */
+#define UFFD_HANDOVER_VERSION 1
+#define UFFD_HANDOVER_MAX_REGIONS 1024
+
+struct uffd_handover_region {
+	uint64_t addr;        /* in the sender's address space */
+	uint64_t len;
+	uint32_t backend;     /* enum uffd_backend */
+	uint32_t modes;       /* UFFD_MODE_* it is registered in */
+	uint64_t page_size;
+	uint64_t file_offset; /* where addr is in fd (when fd >= 0) */
+	int fd;               /* the backing file (memfd...), or -1; on
+				 receipt, the receiver's own fd */
+};
+
+/*
+ * Sends handle's fd and n region descriptions on the connected Unix socket
+ * sock. Errors: -EINVAL: NULL, n > UFFD_HANDOVER_MAX_REGIONS, a zero or
+ * wrapping range; -EBADF: a region fd is not open; the errors of sendmsg().
+ */
+int uffd_handover_send(int sock, const struct uffd_handle *handle,
+		       const struct uffd_handover_region *regions, size_t n);
+/*
+ * Receives them: *handle adopts the fd; *regions (free() it) holds *n
+ * descriptions whose fds are the caller's to close.
+ * Errors: -EPROTO: not a libuffd handover, wrong version, a truncated or
+ * inconsistent message (the reason says which); -ENODATA: the peer closed
+ * the socket; the errors of recvmsg() and uffd_handle_adopt(). Nothing is
+ * leaked on error: fds that arrived are closed.
+ */
+int uffd_handover_recv(int sock, struct uffd_handle **handle,
+		       struct uffd_handover_region **regions, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -118,6 +118,9 @@ int uffd_regs_move(struct uffd_handle *h, uintptr_t from, uintptr_t to,
 /* ---- ops.c: raw ioctls for the capability probe (no table checks) ---- */
 int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
 		  size_t len);
+/* The same with DONTWAKE, and the kernel's count (bytes, or -errno). */
+int uffd_raw_fill_ex(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
+		     size_t len, bool dontwake, int64_t *progress);
 int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect);
 int uffd_raw_wake(int fd, uintptr_t start, size_t len);
 
@@ -156,6 +159,68 @@ enum uffd_backend uffd_vma_backend(const struct uffd_vma *vma);
  * cannot be had; never fails loudly (used to explain and to enforce). */
 const struct uffd_caps *uffd_caps_lookup(uint64_t features,
 					 enum uffd_backend backend);
+
+/* ---- source.c ---- */
+enum uffd_source_kind {
+	UFFD_SOURCE_BUFFER,
+	UFFD_SOURCE_FD,
+	UFFD_SOURCE_ZERO,
+	UFFD_SOURCE_CUSTOM,
+};
+
+struct uffd_source {
+	enum uffd_source_kind kind;
+	int refs; /* atomic */
+	const unsigned char *buf; /* BUFFER */
+	size_t buf_len;
+	int fd; /* FD: our own dup */
+	uint64_t fd_offset;
+	uint64_t fd_len;
+	struct uffd_source_ops ops; /* CUSTOM */
+	void *arg;
+};
+
+struct uffd_source *uffd_source_ref(struct uffd_source *src);
+/* Bytes the source holds (UINT64_MAX: unbounded, zero and custom). */
+uint64_t uffd_source_size(const struct uffd_source *src);
+/*
+ * Reads [off, off+len) synchronously into dst; bytes past the end read as
+ * zeros. Async-signal-safe for BUFFER, FD (pread) and ZERO sources: only
+ * memcpy, memset and pread. -ENOTSUP for CUSTOM; -errno of pread.
+ */
+int uffd_source_read(const struct uffd_source *src, uint64_t off, void *dst,
+		     size_t len);
+
+/* One fetch from a source. The loop embeds it in its own request. */
+struct uffd_fetch {
+	struct uffd_source *src;
+	uint64_t offset;
+	size_t len;
+	void *buf;
+	bool urgent;
+	void (*done)(struct uffd_fetch *fetch, int result);
+};
+
+/* ---- region.c: region configuration ---- */
+struct uffd_region_config {
+	uintptr_t start;
+	size_t len;
+	uint64_t modes;
+	struct uffd_source *src; /* a reference of the config's own */
+	uint64_t src_offset;
+	unsigned char *alias;
+	uffd_fault_fn fault_fn;
+	void *fault_arg;
+	size_t ra_max;
+	bool ra_adaptive;
+	bool prefetch;
+	bool record;
+	uint64_t *order; /* prefetch order, copied */
+	size_t norder;
+	bool remote;
+	enum uffd_backend backend; /* remote only */
+	size_t page_size;          /* remote only */
+};
 
 /* ---- misc ---- */
 size_t uffd_page_size(void);

@@ -151,10 +151,20 @@ static const struct fill_desc *fill_desc_of(uint64_t op)
 int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
 		  size_t len)
 {
-	const struct fill_desc *d = fill_desc_of(op);
 	int64_t progress;
 
-	return d ? d->issue(fd, dst, src, len, 0, &progress) : -EINVAL;
+	return uffd_raw_fill_ex(fd, op, dst, src, len, false, &progress);
+}
+
+int uffd_raw_fill_ex(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
+		     size_t len, bool dontwake, int64_t *progress)
+{
+	const struct fill_desc *d = fill_desc_of(op);
+
+	*progress = 0;
+	return d ? d->issue(fd, dst, src, len, dontwake ? d->k_dontwake : 0,
+			    progress)
+		 : -EINVAL;
 }
 
 int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect)
