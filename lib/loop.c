@@ -413,22 +413,6 @@ UFFD_EXPORT struct uffd_handle *uffd_loop_get_handle(const struct uffd_loop *loo
 	return loop ? loop->h : NULL;
 }
 
-/* Whether some region still has background work. */
-static bool prefetch_pending(struct uffd_loop *loop)
-{
-	bool pending = false;
-
-	pthread_rwlock_rdlock(&loop->regions_lock);
-	for (size_t i = 0; i < loop->nregions && !pending; i++) {
-		struct uffd_region *r = loop->regions[i];
-
-		pending = r->prefetch && !r->dead && r->src &&
-			  !uffd_region_complete(r);
-	}
-	pthread_rwlock_unlock(&loop->regions_lock);
-	return pending;
-}
-
 static int worker_init(struct uffd_worker *w)
 {
 	return w->loop->driver->worker_init ? w->loop->driver->worker_init(w)
@@ -448,7 +432,9 @@ static int worker_run(struct uffd_worker *w)
 	int ret = 0;
 
 	while (!atomic_load(&loop->stopping)) {
-		bool background = prefetch_pending(loop);
+		/* with background work left, only look for events; when the
+		 * prefetch depth is full, sleep until something completes */
+		bool background = uffd_serve_prefetch_wanted(loop);
 
 		ret = loop->driver->wait_and_serve(w, background ? 0 : -1);
 		if (ret < 0)
@@ -581,7 +567,7 @@ UFFD_EXPORT int uffd_loop_process(struct uffd_loop *loop)
 	if (ret < 0)
 		return ret;
 	n += ret;
-	if (!n && prefetch_pending(loop))
+	if (!n && uffd_serve_prefetch_wanted(loop))
 		n += uffd_serve_prefetch(&loop->embed);
 	return n;
 }

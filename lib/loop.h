@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -21,6 +22,7 @@
 #define LOOP_MAX_WINDOW_BYTES (1u << 20) /* largest fetch window */
 #define LOOP_PREFETCH_PAGES 64 /* pages per background prefetch step */
 #define LOOP_RA_START 4        /* adaptive readahead's first window */
+#define LOOP_PREFETCH_DEPTH 8  /* background requests in flight at most */
 
 struct uffd_loop;
 
@@ -99,10 +101,12 @@ struct uffd_driver {
 	/* Waits for work (timeout_ms -1: forever) and does it; returns the
 	 * number of things handled, 0 on timeout, or -errno. */
 	int (*wait_and_serve)(struct uffd_worker *w, int timeout_ms);
-	/* Starts reading a file window for req asynchronously, or returns
-	 * -ENOTSUP to have the caller read synchronously. */
+	/* Starts reading [off, off+len) of a file source into buf for req
+	 * asynchronously (ending in uffd_serve_read_done()), or returns
+	 * non-zero to have the caller read synchronously. May be NULL. */
 	int (*read_async)(struct uffd_worker *w, struct uffd_request *req,
-			  int fd, uint64_t off, void *buf, size_t len);
+			  const struct uffd_source *src, uint64_t off,
+			  void *buf, size_t len);
 };
 
 extern const struct uffd_driver uffd_driver_poll;
@@ -138,6 +142,7 @@ struct uffd_loop {
 	/* completions from other threads (custom sources) */
 	_Atomic(struct uffd_request *) done_head;
 	int done_efd;
+	_Atomic unsigned prefetch_inflight;
 	/* stopping */
 	atomic_bool stopping;
 	int stop_efd;
@@ -183,6 +188,12 @@ void uffd_serve_batch(struct uffd_worker *w, size_t n);
 void uffd_serve_retries(struct uffd_worker *w);
 /* Completes requests finished on other threads. Returns how many. */
 int uffd_serve_completions(struct uffd_worker *w);
+/* A file read started by the driver ended (on the worker's thread):
+ * result is bytes read or -errno; short reads are finished here. */
+void uffd_serve_read_done(struct uffd_worker *w, struct uffd_request *req,
+			  ssize_t result);
+/* Whether a background step may start now (work left, depth not full). */
+bool uffd_serve_prefetch_wanted(struct uffd_loop *loop);
 /* One background prefetch step; false when there is nothing to do. */
 bool uffd_serve_prefetch(struct uffd_worker *w);
 /* A request's fetch is done (any thread). */

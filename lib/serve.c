@@ -73,6 +73,8 @@ static struct uffd_request *request_claim(struct uffd_loop *loop,
 
 static void request_release(struct uffd_request *req)
 {
+	if (req->prefetch)
+		atomic_fetch_sub(&req->loop->prefetch_inflight, 1);
 	pthread_mutex_lock(&req->loop->slots_lock);
 	req->in_use = false;
 	pthread_mutex_unlock(&req->loop->slots_lock);
@@ -374,12 +376,30 @@ static void start_fetch(struct uffd_worker *w, struct uffd_request *req)
 		return;
 	}
 	if (src->kind == UFFD_SOURCE_FD && w->loop->driver->read_async &&
-	    !w->loop->driver->read_async(w, req, src->fd, src->fd_offset + off,
-					 buf, len))
+	    !w->loop->driver->read_async(w, req, src, off, buf, len))
 		return;
 	if (buf)
 		req->result = uffd_source_read(src, off, buf, len);
 	complete_request(w, req);
+}
+
+void uffd_serve_read_done(struct uffd_worker *w, struct uffd_request *req,
+			  ssize_t result)
+{
+	struct uffd_region *r = req->region;
+	size_t len = req->npages << r->page_shift;
+	uint64_t off = r->src_offset + ((uint64_t)req->page << r->page_shift);
+	unsigned char *buf = fetch_target(req);
+
+	/* a short read (rare: end of file, or a signal) is finished here */
+	if (result >= 0 && (size_t)result < len)
+		result = uffd_source_read(r->src, off + (size_t)result,
+					  buf + result, len - (size_t)result);
+	req->result = result < 0 ? (int)result : 0;
+	pthread_rwlock_rdlock(&w->loop->regions_lock);
+	complete_request(w, req);
+	pthread_rwlock_unlock(&w->loop->regions_lock);
+	uffd_serve_retries(w);
 }
 
 /* ---- faults ---- */
@@ -740,8 +760,26 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 	}
 	req->fault_page = SIZE_MAX;
 	req->prefetch = true;
+	atomic_fetch_add(&w->loop->prefetch_inflight, 1);
 	start_fetch(w, req);
 	return true;
+}
+
+bool uffd_serve_prefetch_wanted(struct uffd_loop *loop)
+{
+	bool pending = false;
+
+	if (atomic_load(&loop->prefetch_inflight) >= LOOP_PREFETCH_DEPTH)
+		return false;
+	pthread_rwlock_rdlock(&loop->regions_lock);
+	for (size_t i = 0; i < loop->nregions && !pending; i++) {
+		struct uffd_region *r = loop->regions[i];
+
+		pending = r->prefetch && !r->dead && r->src &&
+			  !uffd_region_complete(r);
+	}
+	pthread_rwlock_unlock(&loop->regions_lock);
+	return pending;
 }
 
 bool uffd_serve_prefetch(struct uffd_worker *w)

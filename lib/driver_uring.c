@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The io_uring driver: one ring per worker. The uffd, the completion
+ * eventfd and the stop eventfd are watched with multishot polls, and file
+ * sources are read with io_uring reads, so one worker keeps many fetches in
+ * flight (a prefetch queue, other faults) while the disk works, and
+ * resolves each on its completion.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "loop.h"
+
+#define RING_ENTRIES 128
+
+/* user_data of the polls; reads carry their request's address */
+enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP };
+
+struct uring_worker {
+	struct io_uring ring;
+};
+
+static struct io_uring *ring_of(struct uffd_worker *w)
+{
+	return &((struct uring_worker *)w->driver)->ring;
+}
+
+static struct io_uring_sqe *get_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) { /* full: hand what is queued to the kernel, then retry */
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	return sqe;
+}
+
+static int arm_poll(struct io_uring *ring, int fd, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(ring);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, tag);
+	return 0;
+}
+
+static int uring_init(struct uffd_worker *w)
+{
+	struct uring_worker *uw = calloc(1, sizeof(*uw));
+	struct uffd_loop *loop = w->loop;
+	int ret;
+
+	if (!uw)
+		return uffd_err(ENOMEM, "out of memory for an io_uring");
+	ret = io_uring_queue_init(RING_ENTRIES, &uw->ring, 0);
+	if (ret) {
+		free(uw);
+		return uffd_errf(-ret, "io_uring_queue_init: %s", strerror(-ret));
+	}
+	w->driver = uw;
+	ret = arm_poll(&uw->ring, loop->uffd, TAG_UFFD);
+	if (!ret)
+		ret = arm_poll(&uw->ring, loop->done_efd, TAG_DONE);
+	if (!ret)
+		ret = arm_poll(&uw->ring, loop->stop_efd, TAG_STOP);
+	if (!ret && io_uring_submit(&uw->ring) < 0)
+		ret = -EIO;
+	if (ret) {
+		io_uring_queue_exit(&uw->ring);
+		free(uw);
+		w->driver = NULL;
+		return uffd_err(-ret, "cannot arm the io_uring polls");
+	}
+	return 0;
+}
+
+static void uring_fini(struct uffd_worker *w)
+{
+	struct uring_worker *uw = w->driver;
+
+	if (!uw)
+		return;
+	io_uring_queue_exit(&uw->ring);
+	free(uw);
+	w->driver = NULL;
+}
+
+static int uring_read(struct uffd_worker *w, struct uffd_request *req,
+		      const struct uffd_source *src, uint64_t off, void *buf,
+		      size_t len)
+{
+	struct io_uring *ring = ring_of(w);
+	uint64_t size = uffd_source_size(src);
+	size_t avail = off >= size ? 0
+				   : (size - off < len ? (size_t)(size - off) : len);
+	struct io_uring_sqe *sqe;
+
+	if (!avail)
+		return -1; /* all past the end: zeros, synchronously */
+	sqe = get_sqe(ring);
+	if (!sqe)
+		return -1; /* the caller reads synchronously */
+	memset((unsigned char *)buf + avail, 0, len - avail);
+	io_uring_prep_read(sqe, src->fd, buf, (unsigned)avail,
+			   src->fd_offset + off);
+	io_uring_sqe_set_data(sqe, req);
+	/* urgent or not, get it to the disk now: a thread may be waiting */
+	io_uring_submit(ring);
+	return 0;
+}
+
+/* What a completion says, copied out of the ring before handling it. */
+struct completion {
+	uint64_t tag;
+	int32_t res;
+	uint32_t flags;
+};
+
+/* A poll's multishot ended (the kernel may drop it): arm it again. */
+static void rearm(struct uffd_worker *w, const struct completion *cqe,
+		  uint64_t tag)
+{
+	struct uffd_loop *loop = w->loop;
+	int fd = tag == TAG_UFFD ? loop->uffd
+				 : tag == TAG_DONE ? loop->done_efd
+						   : loop->stop_efd;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		arm_poll(ring_of(w), fd, tag);
+}
+
+static int handle_cqe(struct uffd_worker *w, const struct completion *cqe)
+{
+	uint64_t tag = cqe->tag;
+	eventfd_t v;
+
+	switch (tag) {
+	case TAG_UFFD:
+		rearm(w, cqe, tag);
+		return uffd_serve_ready(w);
+	case TAG_DONE:
+		rearm(w, cqe, tag);
+		eventfd_read(w->loop->done_efd, &v);
+		return uffd_serve_completions(w);
+	case TAG_STOP:
+		rearm(w, cqe, tag);
+		return 1;
+	default: /* a file read; res: bytes or -errno */
+		uffd_serve_read_done(w, (struct uffd_request *)(uintptr_t)tag,
+				     cqe->res);
+		return 1;
+	}
+}
+
+static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
+{
+	struct io_uring *ring = ring_of(w);
+	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
+					.tv_nsec = (timeout_ms % 1000) * 1000000L };
+	struct completion batch[RING_ENTRIES];
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret, handled = 0;
+
+	io_uring_submit(ring);
+	ret = io_uring_wait_cqe_timeout(ring, &cqe,
+					timeout_ms < 0 ? NULL : &ts);
+	if (ret == -ETIME || ret == -EINTR)
+		return 0;
+	if (ret < 0)
+		return ret;
+	/* Take the batch, then handle it: handling may add entries. */
+	io_uring_for_each_cqe(ring, head, cqe) {
+		batch[seen++] = (struct completion){ cqe->user_data, cqe->res,
+						     cqe->flags };
+		if (seen == RING_ENTRIES)
+			break;
+	}
+	io_uring_cq_advance(ring, seen);
+	for (unsigned i = 0; i < seen; i++) {
+		ret = handle_cqe(w, &batch[i]);
+		if (ret > 0)
+			handled += ret;
+	}
+	io_uring_submit(ring);
+	return handled;
+}
+
+const struct uffd_driver uffd_driver_uring = {
+	.name = "io_uring",
+	.worker_init = uring_init,
+	.worker_fini = uring_fini,
+	.wait_and_serve = uring_wait_and_serve,
+	.read_async = uring_read,
+};
