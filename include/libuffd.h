@@ -544,6 +544,13 @@ int uffd_source_new_fd(int fd, uint64_t offset, uint64_t len,
 /* Every page is zero (ZEROPAGE; on hugetlb, COPY from a zeroed page).
  * Errors: -ENOMEM. */
 int uffd_source_new_zero(struct uffd_source **src);
+/* The caller's own pages, moved rather than copied (UFFDIO_MOVE): page i
+ * of the region takes the page at buf + offset + i * page, which leaves
+ * buf. buf must be page aligned anonymous private memory, and so must the
+ * region (uffd_loop_add_region() refuses others with -EINVAL): the
+ * zero-copy way to hand prepared pages over (garbage collectors, restore
+ * from memory already read). Errors: -EINVAL: NULL, len 0, misaligned. */
+int uffd_source_new_move(void *buf, size_t len, struct uffd_source **src);
 
 /* A user-defined source, such as a network page server. */
 struct uffd_fetch;
@@ -813,8 +820,12 @@ struct uffd_handover_region {
 
 /*
  * Sends handle's fd and n region descriptions on the connected Unix socket
- * sock. Errors: -EINVAL: NULL, n > UFFD_HANDOVER_MAX_REGIONS, a zero or
- * wrapping range; -EBADF: a region fd is not open; the errors of sendmsg().
+ * sock. Regions sharing a backing fd send it once (a message carries at
+ * most 253 fds). Errors: -EINVAL: NULL, n > UFFD_HANDOVER_MAX_REGIONS, a
+ * zero, wrapping or misaligned range, a page size that is not a power of
+ * two of at least 4 KiB, unknown modes or backend, an unaligned file
+ * offset, more than 252 distinct backing fds; -EBADF: a region fd is not
+ * open; the errors of sendmsg() (-EPIPE when the peer is gone: no SIGPIPE).
  */
 int uffd_handover_send(int sock, const struct uffd_handle *handle,
 		       const struct uffd_handover_region *regions, size_t n);

@@ -166,6 +166,7 @@ enum uffd_source_kind {
 	UFFD_SOURCE_FD,
 	UFFD_SOURCE_ZERO,
 	UFFD_SOURCE_CUSTOM,
+	UFFD_SOURCE_MOVE, /* buf's pages move into the region */
 };
 
 struct uffd_source {

@@ -274,6 +274,12 @@ int uffd_region_create(struct uffd_loop *loop,
 		.record = cfg->record,
 	};
 	ret = region_shape(r, cfg);
+	if (!ret && cfg->src && cfg->src->kind == UFFD_SOURCE_MOVE &&
+	    (r->backend != UFFD_BACKEND_ANON_PRIVATE || cfg->src_offset %
+							 r->page_size))
+		ret = uffd_err(EINVAL, "a move source serves only anonymous "
+				       "private regions, at a page-aligned "
+				       "offset");
 	if (!ret && (r->start % r->page_size || r->len % r->page_size))
 		ret = uffd_errf(EINVAL, "the region must be aligned to its "
 				"%zu KiB pages", r->page_size / 1024);

@@ -155,6 +155,10 @@ static uint64_t fill_op(const struct uffd_region *r, uintptr_t *src,
 		*src = 0;
 		return UFFD_OP_ZEROPAGE;
 	}
+	if (r->src->kind == UFFD_SOURCE_MOVE) {
+		*src = (uintptr_t)(r->src->buf + off);
+		return UFFD_OP_MOVE; /* zero copy: the page itself moves */
+	}
 	if (r->src->kind == UFFD_SOURCE_ZERO)
 		*src = (uintptr_t)r->loop->zero_page;
 	else if (r->src->kind == UFFD_SOURCE_BUFFER)
@@ -356,8 +360,9 @@ static void start_fetch(struct uffd_worker *w, struct uffd_request *req)
 
 	req->loop = w->loop;
 	req->result = 0;
-	/* a buffer (or zeros) without an alias is copied from in place */
+	/* buffers, moves and zeros without an alias are used in place */
 	if (r->continue_fill || (src->kind != UFFD_SOURCE_BUFFER &&
+				 src->kind != UFFD_SOURCE_MOVE &&
 				 src->kind != UFFD_SOURCE_ZERO)) {
 		buf = fetch_target(req);
 		if (!buf) {
@@ -810,6 +815,26 @@ static void poison_fault(struct uffd_worker *w, const struct uffd_event *ev)
 		   -ECANCELED, false);
 }
 
+/* Threads waiting on fetches still in flight get their pages poisoned
+ * now; a late completion then finds them resolved (or maps the data over
+ * the poison marker, which is as good). */
+static void poison_inflight(struct uffd_worker *w)
+{
+	struct uffd_loop *loop = w->loop;
+
+	pthread_rwlock_rdlock(&loop->regions_lock);
+	pthread_mutex_lock(&loop->slots_lock);
+	for (size_t i = 0; i < LOOP_SLOTS; i++) {
+		struct uffd_request *q = &loop->slots[i];
+
+		if (q->in_use && q->fault_page != SIZE_MAX && !q->region->dead)
+			fail_pages(w, q->region, q->fault_page, 1, -ECANCELED,
+				   false);
+	}
+	pthread_mutex_unlock(&loop->slots_lock);
+	pthread_rwlock_unlock(&loop->regions_lock);
+}
+
 void uffd_serve_drain(struct uffd_worker *w)
 {
 	struct uffd_loop *loop = w->loop;
@@ -820,6 +845,7 @@ void uffd_serve_drain(struct uffd_worker *w)
 			;
 		return;
 	}
+	poison_inflight(w);
 	while ((n = uffd_handle_read_events(loop->h, w->events,
 					    LOOP_BATCH)) > 0) {
 		pthread_rwlock_rdlock(&loop->regions_lock);

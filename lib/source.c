@@ -63,6 +63,23 @@ UFFD_EXPORT int uffd_source_new_fd(int fd, uint64_t offset, uint64_t len,
 	return 0;
 }
 
+UFFD_EXPORT int uffd_source_new_move(void *buf, size_t len,
+				     struct uffd_source **src)
+{
+	int ret;
+
+	if (!buf || !len || !src || (uintptr_t)buf % uffd_page_size() ||
+	    len % uffd_page_size())
+		return uffd_err(EINVAL, "move source: NULL, length 0, or a "
+					"buffer that is not page aligned");
+	ret = source_alloc(UFFD_SOURCE_MOVE, src);
+	if (!ret) {
+		(*src)->buf = buf;
+		(*src)->buf_len = len;
+	}
+	return ret;
+}
+
 UFFD_EXPORT int uffd_source_new_zero(struct uffd_source **src)
 {
 	if (!src)
@@ -106,7 +123,8 @@ UFFD_EXPORT void uffd_source_free(struct uffd_source *src)
 uint64_t uffd_source_size(const struct uffd_source *src)
 {
 	switch (src->kind) {
-	case UFFD_SOURCE_BUFFER: return src->buf_len;
+	case UFFD_SOURCE_BUFFER:
+	case UFFD_SOURCE_MOVE: return src->buf_len;
 	case UFFD_SOURCE_FD: return src->fd_len;
 	default: return UINT64_MAX;
 	}
