@@ -103,8 +103,10 @@ static int uring_read(struct uffd_worker *w, struct uffd_request *req,
 				   : (size - off < len ? (size_t)(size - off) : len);
 	struct io_uring_sqe *sqe;
 
-	if (!avail)
-		return -1; /* all past the end: zeros, synchronously */
+	/* past the end (zeros), or stopping: the drain waits for nothing,
+	 * so it reads synchronously */
+	if (!avail || atomic_load(&w->loop->stopping))
+		return -1;
 	sqe = get_sqe(ring);
 	if (!sqe)
 		return -1; /* the caller reads synchronously */
@@ -194,7 +196,13 @@ static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 	return handled;
 }
 
+static int uring_poll_fd(struct uffd_worker *w)
+{
+	return w->driver ? ring_of(w)->ring_fd : -1;
+}
+
 const struct uffd_driver uffd_driver_uring = {
+	.poll_fd = uring_poll_fd,
 	.name = "io_uring",
 	.worker_init = uring_init,
 	.worker_fini = uring_fini,

@@ -5,11 +5,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,12 +167,27 @@ struct uffd_region *uffd_loop_find(struct uffd_loop *loop, uintptr_t addr)
 	return NULL;
 }
 
+void uffd_loop_bury(struct uffd_loop *loop, size_t i)
+{
+	struct uffd_region **g = realloc(loop->graveyard,
+					 (loop->ngraveyard + 1) * sizeof(*g));
+
+	if (!g)
+		return; /* stays listed, dead: found by nobody, freed at the end */
+	loop->graveyard = g;
+	g[loop->ngraveyard++] = loop->regions[i];
+	memmove(&loop->regions[i], &loop->regions[i + 1],
+		(loop->nregions - i - 1) * sizeof(*loop->regions));
+	loop->nregions--;
+}
+
 static bool overlaps_any(struct uffd_loop *loop, uintptr_t start, size_t len)
 {
 	for (size_t i = 0; i < loop->nregions; i++) {
 		struct uffd_region *r = loop->regions[i];
 
-		if (start < r->start + r->len && r->start < start + len)
+		if (!r->dead && start < r->start + r->len &&
+		    r->start < start + len)
 			return true;
 	}
 	return false;
@@ -261,16 +278,26 @@ UFFD_EXPORT int uffd_loop_add_region(struct uffd_loop *loop,
 	}
 	if (region)
 		*region = r;
-	uffd_loop_notify_progress(loop); /* prefetchers may have work now */
+	/* a sleeping worker may have background work now: wake one */
+	if (r->prefetch)
+		eventfd_write(loop->done_efd, 1);
 	return 0;
 }
 
+/* Ends a region's service: the kernel unregisters whatever is still
+ * mapped in its range (holes left by a partial munmap or mremap are fine
+ * for it, not for uffd_handle_unregister's checks), which also wakes
+ * waiting threads; remote regions only get the wake. */
 static void region_retire(struct uffd_loop *loop, struct uffd_region *r)
 {
-	if (r->registered && !r->dead)
-		uffd_handle_unregister(loop->h, (void *)r->start, r->len);
-	else if (!r->dead)
+	struct kuffd_range range = { r->start, r->len };
+
+	if (r->registered && !r->dead) {
+		ioctl(loop->uffd, KUFFDIO_UNREGISTER, &range);
+		uffd_regs_remove(loop->h, r->start, r->start + r->len);
+	} else if (!r->dead) {
 		uffd_raw_wake(loop->uffd, r->start, r->len);
+	}
 	r->dead = true;
 }
 
@@ -286,7 +313,8 @@ UFFD_EXPORT int uffd_loop_remove_region(struct uffd_loop *loop,
 		if (loop->regions[i] != region)
 			continue;
 		region_retire(loop, region);
-		/* requests in flight may still point at it: keep it */
+		/* requests in flight may still point at it: keep it dead */
+		uffd_loop_bury(loop, i);
 		ret = 0;
 		break;
 	}
@@ -320,6 +348,8 @@ static void loop_close_fds(struct uffd_loop *loop)
 		close(loop->stop_efd);
 	if (loop->embed_epfd >= 0)
 		close(loop->embed_epfd);
+	if (loop->pagemap >= 0)
+		close(loop->pagemap);
 }
 
 static const struct uffd_driver *driver_of(enum uffd_loop_driver d)
@@ -330,6 +360,27 @@ static const struct uffd_driver *driver_of(enum uffd_loop_driver d)
 #endif
 	(void)d;
 	return &uffd_driver_poll;
+}
+
+static int worker_init(struct uffd_worker *w);
+
+/* The worker uffd_loop_run() and uffd_loop_process() use, made with the
+ * loop: its driver's fd (io_uring completions) joins the embedding fd. */
+static int embed_ready(struct uffd_loop *loop)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ret, fd;
+
+	if (loop->embed_ready)
+		return 0;
+	ret = worker_init(&loop->embed);
+	if (ret)
+		return ret;
+	loop->embed_ready = true;
+	fd = loop->driver->poll_fd ? loop->driver->poll_fd(&loop->embed) : -1;
+	if (fd >= 0 && epoll_ctl(loop->embed_epfd, EPOLL_CTL_ADD, fd, &ev))
+		return uffd_errf(errno, "epoll_ctl: %s", strerror(errno));
+	return 0;
 }
 
 UFFD_EXPORT int uffd_loop_new(struct uffd_handle *handle,
@@ -349,6 +400,7 @@ UFFD_EXPORT int uffd_loop_new(struct uffd_handle *handle,
 	l->cfg = cfg ? *cfg : (struct uffd_loop_config){ .threads = 1 };
 	l->driver = driver_of(l->cfg.driver);
 	l->done_efd = l->stop_efd = l->embed_epfd = -1;
+	l->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pthread_rwlock_init(&l->regions_lock, NULL);
 	pthread_mutex_init(&l->slots_lock, NULL);
 	pthread_mutex_init(&l->done_lock, NULL);
@@ -358,6 +410,8 @@ UFFD_EXPORT int uffd_loop_new(struct uffd_handle *handle,
 		l->slots[i].loop = l;
 	l->embed.loop = l;
 	ret = loop_fds(l);
+	if (!ret)
+		ret = embed_ready(l);
 	if (ret) {
 		uffd_loop_free(l);
 		return ret;
@@ -485,17 +539,6 @@ UFFD_EXPORT int uffd_loop_start(struct uffd_loop *loop)
 	return 0;
 }
 
-static int embed_ready(struct uffd_loop *loop)
-{
-	int ret;
-
-	if (loop->embed_ready)
-		return 0;
-	ret = worker_init(&loop->embed);
-	loop->embed_ready = !ret;
-	return ret;
-}
-
 UFFD_EXPORT int uffd_loop_run(struct uffd_loop *loop)
 {
 	int ret;
@@ -563,7 +606,8 @@ UFFD_EXPORT int uffd_loop_process(struct uffd_loop *loop)
 		return ret;
 	eventfd_read(loop->done_efd, &v);
 	n = uffd_serve_completions(&loop->embed);
-	ret = uffd_serve_ready(&loop->embed);
+	/* the driver's own wait, without waiting: io_uring completions */
+	ret = loop->driver->wait_and_serve(&loop->embed, 0);
 	if (ret < 0)
 		return ret;
 	n += ret;

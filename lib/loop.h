@@ -101,6 +101,9 @@ struct uffd_driver {
 	/* Waits for work (timeout_ms -1: forever) and does it; returns the
 	 * number of things handled, 0 on timeout, or -errno. */
 	int (*wait_and_serve)(struct uffd_worker *w, int timeout_ms);
+	/* An fd that is readable when the worker has completions to reap
+	 * (for embedding), or -1; may be NULL. */
+	int (*poll_fd)(struct uffd_worker *w);
 	/* Starts reading [off, off+len) of a file source into buf for req
 	 * asynchronously (ending in uffd_serve_read_done()), or returns
 	 * non-zero to have the caller read synchronously. May be NULL. */
@@ -143,6 +146,7 @@ struct uffd_loop {
 	_Atomic(struct uffd_request *) done_head;
 	int done_efd;
 	_Atomic unsigned prefetch_inflight;
+	int pagemap; /* /proc/self/pagemap, to tell a stale fault */
 	/* stopping */
 	atomic_bool stopping;
 	int stop_efd;
@@ -205,6 +209,9 @@ void uffd_serve_drain(struct uffd_worker *w);
 
 /* ---- loop.c ---- */
 struct uffd_region *uffd_loop_find(struct uffd_loop *loop, uintptr_t addr);
+/* Moves regions[i] to the graveyard (write lock held): dead regions stay
+ * allocated while requests may still point at them. */
+void uffd_loop_bury(struct uffd_loop *loop, size_t i);
 void uffd_loop_notify_progress(struct uffd_loop *loop);
 uint64_t uffd_now_ns(void);
 

@@ -61,6 +61,9 @@ static struct uffd_request *request_claim(struct uffd_loop *loop,
 		if (!q->in_use && !free_slot)
 			free_slot = q;
 	}
+	for (size_t k = 1; free_slot && k < *n; k++)
+		if (uffd_region_test(r, page + k))
+			*n = k;
 	if (free_slot) {
 		free_slot->in_use = true;
 		free_slot->region = r;
@@ -137,8 +140,9 @@ static int resolve_range(struct uffd_worker *w, struct uffd_region *r,
 		*done += r->page_size; /* that page is someone else's */
 		ret = 0;
 	}
-	if (dontwake && *done >= len)
-		wake(w->loop, dst, len);
+	/* pieces mapped with DONTWAKE are woken whatever happens next */
+	if (dontwake && *done)
+		wake(w->loop, dst, *done < len ? *done : len);
 	return *done >= len ? 0 : ret;
 }
 
@@ -287,8 +291,24 @@ static int resolve_request(struct uffd_worker *w, struct uffd_request *req)
 }
 
 /* A request whose fetch ended, on the worker's thread. */
+static void start_fetch(struct uffd_worker *w, struct uffd_request *req);
+
 static void complete_request(struct uffd_worker *w, struct uffd_request *req)
 {
+	if (req->result < 0 && req->npages > 1) {
+		/* a window failed: which page is bad is unknown, so fetch the
+		 * one a thread waits on (or the first) alone; the others are
+		 * left missing and fault or prefetch on their own */
+		size_t keep = req->fault_page != SIZE_MAX ? req->fault_page
+							  : req->page;
+
+		pthread_mutex_lock(&w->loop->slots_lock);
+		req->page = keep;
+		req->npages = 1;
+		pthread_mutex_unlock(&w->loop->slots_lock);
+		start_fetch(w, req);
+		return;
+	}
 	if (req->result < 0) {
 		fail_pages(w, req->region, req->page, req->npages, req->result,
 			   true);
@@ -372,12 +392,19 @@ static void start_fetch(struct uffd_worker *w, struct uffd_request *req)
 		}
 	}
 	if (src->kind == UFFD_SOURCE_CUSTOM) {
+		int started;
+
 		req->fetch = (struct uffd_fetch){ src, off, len, buf,
 						  req->fault_page != SIZE_MAX,
 						  fetch_done_async };
-		req->result = src->ops.fetch(src->arg, &req->fetch);
-		if (req->result < 0)
+		/* Only a failure to start is ours to complete: the fetch may
+		 * already have completed (with its own result) before it
+		 * returned, here or on another thread. */
+		started = src->ops.fetch(src->arg, &req->fetch);
+		if (started < 0) {
+			req->result = started;
 			complete_request(w, req);
+		}
 		return;
 	}
 	if (src->kind == UFFD_SOURCE_FD && w->loop->driver->read_async &&
@@ -411,6 +438,35 @@ void uffd_serve_read_done(struct uffd_worker *w, struct uffd_request *req,
 
 /* Adaptive readahead: the window doubles while faults are sequential (each
  * lands just past the previous window) and falls back when they are not. */
+/*
+ * With an alias, a window is filled into the page cache: it must stop at
+ * the first page already there (it may hold newer data than the source;
+ * it is mapped by its own MINOR fault). mincore() on the alias says.
+ */
+static size_t cut_at_cached(const struct uffd_region *r, size_t page,
+			    size_t n)
+{
+	unsigned char vec[LOOP_MAX_WINDOW_BYTES / 4096];
+	size_t base = uffd_page_size();
+
+	if (!r->continue_fill)
+		return n;
+	if (r->page_size == base) { /* one call for the window */
+		if (n > sizeof(vec) ||
+		    mincore(r->alias + (page << r->page_shift), n * base, vec))
+			return n;
+		for (size_t i = 0; i < n; i++)
+			if (vec[i] & 1)
+				return i;
+		return n;
+	}
+	for (size_t i = 0; i < n; i++) /* huge pages: their first base page */
+		if (!mincore(r->alias + ((page + i) << r->page_shift), base,
+			     vec) && (vec[0] & 1))
+			return i;
+	return n;
+}
+
 static size_t readahead_window(struct uffd_region *r, size_t page)
 {
 	size_t win = atomic_load(&r->ra_window), n = 1;
@@ -426,8 +482,11 @@ static size_t readahead_window(struct uffd_region *r, size_t page)
 	while (n < win && page + n < r->npages && !uffd_region_test(r, page + n))
 		n++;
 	atomic_store(&r->ra_next, page + n);
-	return n;
+	return cut_at_cached(r, page, n);
 }
+
+static void map_cached(struct uffd_worker *w, struct uffd_region *r,
+		       size_t page);
 
 static struct uffd_request *claim_or_wait(struct uffd_worker *w,
 					  struct uffd_region *r, size_t page,
@@ -445,6 +504,21 @@ static struct uffd_request *claim_or_wait(struct uffd_worker *w,
 	return req;
 }
 
+/* Resolved by the loop and really mapped (pagemap; local memory only):
+ * the bitmap alone is never trusted, it may be stale after a REMOVE. */
+static bool already_mapped(struct uffd_loop *loop, struct uffd_region *r,
+			   size_t page)
+{
+	uint64_t entry = 0;
+	off_t off;
+
+	if (r->remote || loop->pagemap < 0 || !uffd_region_test(r, page))
+		return false;
+	off = (off_t)(page_addr(r, page) / uffd_page_size() * 8);
+	return pread(loop->pagemap, &entry, 8, off) == 8 &&
+	       (entry & (UINT64_C(1) << 63));
+}
+
 static void serve_missing(struct uffd_worker *w, struct uffd_region *r,
 			  size_t page, uint64_t t0)
 {
@@ -452,9 +526,19 @@ static void serve_missing(struct uffd_worker *w, struct uffd_region *r,
 	size_t n;
 	bool busy;
 
+	if (already_mapped(w->loop, r, page)) {
+		w->stats.faults_missing++;
+		w->stats.readahead_hits++;
+		wake(w->loop, page_addr(r, page), r->page_size);
+		return;
+	}
 	w->stats.faults_missing++;
 	uffd_region_record(r, page);
 	n = readahead_window(r, page);
+	if (!n) { /* it reached the page cache meanwhile: just map it */
+		map_cached(w, r, page);
+		return;
+	}
 	req = claim_or_wait(w, r, page, &n, &busy);
 	if (!req) { /* on its way already: that request wakes this thread */
 		w->stats.readahead_hits++;
@@ -466,21 +550,29 @@ static void serve_missing(struct uffd_worker *w, struct uffd_region *r,
 	start_fetch(w, req);
 }
 
-/* MINOR: the page is in the page cache already; map it. */
+/* The page is in the page cache already: map it (CONTINUE). */
+static void map_cached(struct uffd_worker *w, struct uffd_region *r,
+		       size_t page)
+{
+	size_t done = 0;
+	int ret = resolve_range(w, r, UFFD_OP_CONTINUE, page_addr(r, page), 0,
+				r->page_size, &done);
+
+	if (ret == -EAGAIN) /* layout changing: let it fault again */
+		wake(w->loop, page_addr(r, page), r->page_size);
+	else if (ret)
+		fail_pages(w, r, page, 1, ret, true);
+	else if (uffd_region_mark(r, page, 1))
+		w->stats.pages_resolved++, w->stats.bytes_resolved += r->page_size;
+}
+
+/* MINOR: a fault on a page the page cache has. */
 static void serve_minor(struct uffd_worker *w, struct uffd_region *r,
 			size_t page)
 {
-	size_t done = 0;
-	int ret;
-
 	w->stats.faults_minor++;
 	uffd_region_record(r, page);
-	ret = resolve_range(w, r, UFFD_OP_CONTINUE, page_addr(r, page), 0,
-			    r->page_size, &done);
-	if (ret && ret != -EAGAIN)
-		fail_pages(w, r, page, 1, ret, true);
-	else if (!ret && uffd_region_mark(r, page, 1))
-		w->stats.pages_resolved++, w->stats.bytes_resolved += r->page_size;
+	map_cached(w, r, page);
 }
 
 static void serve_callback(struct uffd_worker *w, struct uffd_region *r,
@@ -547,20 +639,6 @@ static bool overlaps(const struct uffd_region *r, uintptr_t start,
 	return start < r->start + r->len && r->start < end;
 }
 
-static void to_graveyard(struct uffd_loop *loop, size_t i)
-{
-	struct uffd_region **g = realloc(loop->graveyard,
-					 (loop->ngraveyard + 1) * sizeof(*g));
-
-	if (!g)
-		return; /* keep it listed; it is dead and will not be served */
-	loop->graveyard = g;
-	g[loop->ngraveyard++] = loop->regions[i];
-	memmove(&loop->regions[i], &loop->regions[i + 1],
-		(loop->nregions - i - 1) * sizeof(*loop->regions));
-	loop->nregions--;
-}
-
 static void on_unmap(struct uffd_loop *loop, uintptr_t start, uintptr_t end)
 {
 	for (size_t i = 0; i < loop->nregions;) {
@@ -570,7 +648,7 @@ static void on_unmap(struct uffd_loop *loop, uintptr_t start, uintptr_t end)
 			i++;
 		} else if (start <= r->start && r->start + r->len <= end) {
 			r->dead = true; /* the kernel dropped it */
-			to_graveyard(loop, i);
+			uffd_loop_bury(loop, i);
 		} else {
 			clear_overlap(r, start, end);
 			i++;
@@ -695,12 +773,13 @@ void uffd_serve_retries(struct uffd_worker *w)
 		struct uffd_request *pending[LOOP_SLOTS];
 		size_t n = w->nretry;
 
+		/* take the list first: the batch read below may add to it */
+		memcpy(pending, w->retry, n * sizeof(*pending));
+		w->nretry = 0;
 		/* the event that blocks the ioctls is in the queue, or being
 		 * handled by another worker: read what is there first */
 		if (read_batch(w) <= 0)
 			sched_yield();
-		memcpy(pending, w->retry, n * sizeof(*pending));
-		w->nretry = 0;
 		pthread_rwlock_rdlock(&w->loop->regions_lock);
 		for (size_t i = 0; i < n; i++)
 			complete_request(w, pending[i]);
@@ -741,9 +820,31 @@ static size_t next_missing(struct uffd_region *r)
 	return SIZE_MAX;
 }
 
+/* How many pages from page to fetch at once: while the recorded order
+ * is being replayed, only the order's own consecutive pages; after it, a
+ * window of missing pages. */
+static size_t prefetch_window(struct uffd_region *r, size_t page, size_t max)
+{
+	size_t n = 1, pos = atomic_load(&r->order_pos);
+
+	if (pos && pos <= r->norder && r->order[pos - 1] == page) {
+		while (n < max && pos < r->norder &&
+		       r->order[pos] == page + n && page + n < r->npages &&
+		       !uffd_region_test(r, page + n)) {
+			n++;
+			pos++;
+		}
+		atomic_store(&r->order_pos, pos);
+		return n;
+	}
+	while (n < max && page + n < r->npages && !uffd_region_test(r, page + n))
+		n++;
+	return n;
+}
+
 static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 {
-	size_t max = LOOP_MAX_WINDOW_BYTES >> r->page_shift, page, n = 1;
+	size_t max = LOOP_MAX_WINDOW_BYTES >> r->page_shift, page, n;
 	struct uffd_request *req;
 	bool busy;
 
@@ -754,8 +855,12 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 		return false;
 	if (max > LOOP_PREFETCH_PAGES)
 		max = LOOP_PREFETCH_PAGES;
-	while (n < max && page + n < r->npages && !uffd_region_test(r, page + n))
-		n++;
+	n = prefetch_window(r, page, max ? max : 1);
+	n = cut_at_cached(r, page, n);
+	if (!n) { /* in the page cache already: map it, nothing to fetch */
+		map_cached(w, r, page);
+		return true;
+	}
 	req = request_claim(w->loop, r, page, &n, &busy);
 	if (!req) {
 		/* being fetched already: look further on next time */
