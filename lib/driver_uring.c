@@ -21,8 +21,17 @@
 /* user_data of the polls; reads carry their request's address */
 enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP };
 
+/*
+ * The polls are armed lazily, by the thread about to block serving. A
+ * multishot poll makes io_uring interrupt its ring's owner with task work
+ * (TWA_SIGNAL) each time the uffd becomes readable: if the owner were a
+ * thread faulting on registered memory (the one that made the loop, say),
+ * its fault would be interrupted and raised again. Embedding
+ * (uffd_loop_process) never arms them: it reaps read completions only.
+ */
 struct uring_worker {
 	struct io_uring ring;
+	bool armed;
 };
 
 static struct io_uring *ring_of(struct uffd_worker *w)
@@ -52,6 +61,8 @@ static int arm_poll(struct io_uring *ring, int fd, uint64_t tag)
 	return 0;
 }
 
+static int arm_polls(struct uffd_worker *w);
+
 static int uring_init(struct uffd_worker *w)
 {
 	struct uring_worker *uw = calloc(1, sizeof(*uw));
@@ -66,6 +77,19 @@ static int uring_init(struct uffd_worker *w)
 		return uffd_errf(-ret, "io_uring_queue_init: %s", strerror(-ret));
 	}
 	w->driver = uw;
+	/* worker threads only serve: arm now; the embedding worker waits
+	 * until it blocks in uffd_loop_run() on its serving thread */
+	return w == &loop->embed ? 0 : arm_polls(w);
+}
+
+static int arm_polls(struct uffd_worker *w)
+{
+	struct uring_worker *uw = w->driver;
+	struct uffd_loop *loop = w->loop;
+	int ret;
+
+	if (uw->armed)
+		return 0;
 	ret = arm_poll(&uw->ring, loop->uffd, TAG_UFFD);
 	if (!ret)
 		ret = arm_poll(&uw->ring, loop->done_efd, TAG_DONE);
@@ -73,13 +97,8 @@ static int uring_init(struct uffd_worker *w)
 		ret = arm_poll(&uw->ring, loop->stop_efd, TAG_STOP);
 	if (!ret && io_uring_submit(&uw->ring) < 0)
 		ret = -EIO;
-	if (ret) {
-		io_uring_queue_exit(&uw->ring);
-		free(uw);
-		w->driver = NULL;
-		return uffd_err(-ret, "cannot arm the io_uring polls");
-	}
-	return 0;
+	uw->armed = !ret;
+	return ret ? uffd_err(-ret, "cannot arm the io_uring polls") : 0;
 }
 
 static void uring_fini(struct uffd_worker *w)
@@ -172,9 +191,22 @@ static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 	unsigned head, seen = 0;
 	int ret, handled = 0;
 
+	/* a waiting worker: this thread serves and never faults itself */
+	if (timeout_ms != 0 && (ret = arm_polls(w)))
+		return ret;
 	io_uring_submit(ring);
-	ret = io_uring_wait_cqe_timeout(ring, &cqe,
-					timeout_ms < 0 ? NULL : &ts);
+	if (timeout_ms == 0 && !((struct uring_worker *)w->driver)->armed) {
+		/* embedding: serve the uffd and the completions directly,
+		 * then reap whatever reads the ring has finished */
+		handled = uffd_serve_completions(w);
+		ret = uffd_serve_ready(w);
+		handled += ret > 0 ? ret : 0;
+		if (io_uring_peek_cqe(ring, &cqe))
+			return handled;
+	} else {
+		ret = io_uring_wait_cqe_timeout(ring, &cqe,
+						timeout_ms < 0 ? NULL : &ts);
+	}
 	if (ret == -ETIME || ret == -EINTR)
 		return 0;
 	if (ret < 0)
