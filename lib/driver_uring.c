@@ -19,7 +19,7 @@
 #define RING_ENTRIES 128
 
 /* user_data of the polls; reads carry their request's address */
-enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP };
+enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP, TAG_LAST };
 
 /*
  * The polls are armed lazily, by the thread about to block serving. A
@@ -32,6 +32,7 @@ enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP };
 struct uring_worker {
 	struct io_uring ring;
 	bool armed;
+	unsigned reads; /* file reads in flight */
 };
 
 static struct io_uring *ring_of(struct uffd_worker *w)
@@ -101,12 +102,24 @@ static int arm_polls(struct uffd_worker *w)
 	return ret ? uffd_err(-ret, "cannot arm the io_uring polls") : 0;
 }
 
+static void handle_read(struct uffd_worker *w, uint64_t tag, int res);
+
 static void uring_fini(struct uffd_worker *w)
 {
 	struct uring_worker *uw = w->driver;
+	struct io_uring_cqe *cqe;
 
 	if (!uw)
 		return;
+	/* a thread may wait on a read still in flight: finish them all */
+	while (uw->reads && !io_uring_wait_cqe(&uw->ring, &cqe)) {
+		uint64_t tag = cqe->user_data;
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&uw->ring, cqe);
+		if (tag >= TAG_LAST)
+			handle_read(w, tag, res);
+	}
 	io_uring_queue_exit(&uw->ring);
 	free(uw);
 	w->driver = NULL;
@@ -133,6 +146,7 @@ static int uring_read(struct uffd_worker *w, struct uffd_request *req,
 	io_uring_prep_read(sqe, src->fd, buf, (unsigned)avail,
 			   src->fd_offset + off);
 	io_uring_sqe_set_data(sqe, req);
+	((struct uring_worker *)w->driver)->reads++;
 	/* urgent or not, get it to the disk now: a thread may be waiting */
 	io_uring_submit(ring);
 	return 0;
@@ -174,11 +188,17 @@ static int handle_cqe(struct uffd_worker *w, const struct completion *cqe)
 	case TAG_STOP:
 		rearm(w, cqe, tag);
 		return 1;
-	default: /* a file read; res: bytes or -errno */
-		uffd_serve_read_done(w, (struct uffd_request *)(uintptr_t)tag,
-				     cqe->res);
+	default:
+		handle_read(w, tag, cqe->res);
 		return 1;
 	}
+}
+
+/* A file read ended; res: bytes or -errno. */
+static void handle_read(struct uffd_worker *w, uint64_t tag, int res)
+{
+	((struct uring_worker *)w->driver)->reads--;
+	uffd_serve_read_done(w, (struct uffd_request *)(uintptr_t)tag, res);
 }
 
 static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)

@@ -118,9 +118,10 @@ int uffd_regs_move(struct uffd_handle *h, uintptr_t from, uintptr_t to,
 /* ---- ops.c: raw ioctls for the capability probe (no table checks) ---- */
 int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
 		  size_t len);
-/* The same with DONTWAKE, and the kernel's count (bytes, or -errno). */
+/* The same with UFFD_OPF_DONTWAKE / ALLOW_SRC_HOLES, and the kernel's
+ * count (bytes, or -errno). */
 int uffd_raw_fill_ex(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
-		     size_t len, bool dontwake, int64_t *progress);
+		     size_t len, unsigned flags, int64_t *progress);
 int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect);
 int uffd_raw_wake(int fd, uintptr_t start, size_t len);
 

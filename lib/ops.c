@@ -153,18 +153,21 @@ int uffd_raw_fill(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
 {
 	int64_t progress;
 
-	return uffd_raw_fill_ex(fd, op, dst, src, len, false, &progress);
+	return uffd_raw_fill_ex(fd, op, dst, src, len, 0, &progress);
 }
 
 int uffd_raw_fill_ex(int fd, uint64_t op, uintptr_t dst, uintptr_t src,
-		     size_t len, bool dontwake, int64_t *progress)
+		     size_t len, unsigned flags, int64_t *progress)
 {
 	const struct fill_desc *d = fill_desc_of(op);
+	uint64_t mode;
 
 	*progress = 0;
-	return d ? d->issue(fd, dst, src, len, dontwake ? d->k_dontwake : 0,
-			    progress)
-		 : -EINVAL;
+	if (!d)
+		return -EINVAL;
+	mode = ((flags & UFFD_OPF_DONTWAKE) ? d->k_dontwake : 0) |
+	       ((flags & UFFD_OPF_ALLOW_SRC_HOLES) ? d->k_holes : 0);
+	return d->issue(fd, dst, src, len, mode, progress);
 }
 
 int uffd_raw_writeprotect(int fd, uintptr_t start, size_t len, bool protect)

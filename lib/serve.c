@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -128,7 +129,11 @@ static int resolve_range(struct uffd_worker *w, struct uffd_region *r,
 
 		ret = uffd_raw_fill_ex(w->loop->uffd, op, dst + *done,
 				       src ? src + *done : 0, len - *done,
-				       dontwake, &progress);
+				       (dontwake ? UFFD_OPF_DONTWAKE : 0) |
+					       (op == UFFD_OP_MOVE
+							? UFFD_OPF_ALLOW_SRC_HOLES
+							: 0),
+				       &progress);
 		if (progress > 0)
 			*done += (size_t)progress;
 		if (!ret || (ret == -EAGAIN && progress > 0))
@@ -255,6 +260,27 @@ static void request_finish(struct uffd_worker *w, struct uffd_request *req,
 }
 
 /*
+ * A move source: a page shared since (a fork) cannot move (EBUSY) and is
+ * copied instead, the same data; pages never written in the source are
+ * holes, skipped by the move: they read as zeros, so ZEROPAGE fills what is
+ * still missing (EEXIST on the pages that moved).
+ */
+static int finish_move(struct uffd_worker *w, struct uffd_region *r,
+		       uintptr_t dst, uintptr_t src, size_t len, int ret)
+{
+	uint64_t races = w->stats.eexist_races;
+	size_t done = 0;
+
+	if (ret == -EBUSY)
+		ret = resolve_range(w, r, UFFD_OP_COPY, dst, src, len, &done);
+	if (!ret)
+		ret = zero_fill(w, r, dst, len);
+	/* the zero pass meets every moved page: expected, not races */
+	w->stats.eexist_races = races;
+	return ret;
+}
+
+/*
  * Maps the fetched window. -EAGAIN: the layout is changing (an event is
  * unread); the request goes to the worker's retry list with what is left.
  */
@@ -273,6 +299,8 @@ static int resolve_request(struct uffd_worker *w, struct uffd_request *req)
 	}
 	op = fill_op(r, &src, req);
 	ret = resolve_range(w, r, op, dst, src, len, &done);
+	if (op == UFFD_OP_MOVE)
+		ret = finish_move(w, r, dst, src, len, ret);
 	if (ret == -EAGAIN) {
 		size_t pages = done >> r->page_shift;
 
@@ -298,18 +326,34 @@ static void complete_request(struct uffd_worker *w, struct uffd_request *req)
 	if (req->result < 0 && req->npages > 1) {
 		/* a window failed: which page is bad is unknown, so fetch the
 		 * one a thread waits on (or the first) alone; the others are
-		 * left missing and fault or prefetch on their own */
+		 * left missing (their partial fill taken out of the page
+		 * cache) and their waiters woken to fault on their own */
 		size_t keep = req->fault_page != SIZE_MAX ? req->fault_page
 							  : req->page;
+		struct uffd_region *r = req->region;
 
+		uintptr_t first = page_addr(r, req->page);
+		size_t len = req->npages << r->page_shift;
+
+		if (r->continue_fill)
+			madvise(r->alias + (req->page << r->page_shift), len,
+				MADV_REMOVE);
+		/* shrink first: a waiter woken now must not find its page
+		 * still claimed by this request */
 		pthread_mutex_lock(&w->loop->slots_lock);
 		req->page = keep;
 		req->npages = 1;
 		pthread_mutex_unlock(&w->loop->slots_lock);
+		wake(w->loop, first, len);
 		start_fetch(w, req);
 		return;
 	}
 	if (req->result < 0) {
+		if (req->region->continue_fill) /* no partial data left */
+			madvise(req->region->alias +
+					(req->page << req->region->page_shift),
+				req->npages << req->region->page_shift,
+				MADV_REMOVE);
 		fail_pages(w, req->region, req->page, req->npages, req->result,
 			   true);
 		request_finish(w, req, 0);
@@ -566,12 +610,31 @@ static void map_cached(struct uffd_worker *w, struct uffd_region *r,
 		w->stats.pages_resolved++, w->stats.bytes_resolved += r->page_size;
 }
 
-/* MINOR: a fault on a page the page cache has. */
+/* Whether a request in flight covers the page. */
+static bool in_flight(struct uffd_loop *loop, const struct uffd_region *r,
+		      size_t page)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&loop->slots_lock);
+	for (size_t i = 0; i < LOOP_SLOTS && !found; i++)
+		found = window_overlaps(&loop->slots[i], r, page, 1);
+	pthread_mutex_unlock(&loop->slots_lock);
+	return found;
+}
+
+/* MINOR: a fault on a page the page cache has. If the loop is filling it
+ * through the alias right now, that request maps it and wakes the thread:
+ * mapping it here could show a half-filled page. */
 static void serve_minor(struct uffd_worker *w, struct uffd_region *r,
 			size_t page)
 {
 	w->stats.faults_minor++;
 	uffd_region_record(r, page);
+	if (r->continue_fill && in_flight(w->loop, r, page)) {
+		w->stats.readahead_hits++;
+		return;
+	}
 	map_cached(w, r, page);
 }
 
@@ -590,9 +653,33 @@ static void serve_wp(struct uffd_worker *w, struct uffd_region *r,
 	w->stats.faults_wp++;
 	if (r->fault_fn)
 		serve_callback(w, r, ev, page);
-	else /* the default: let the write through (wakes the thread) */
-		uffd_raw_writeprotect(w->loop->uffd, page_addr(r, page),
-				      r->page_size, false);
+	else if (uffd_raw_writeprotect(w->loop->uffd, page_addr(r, page),
+				       r->page_size, false))
+		/* layout changing (EAGAIN): let it write again, it faults
+		 * again once the event is read; never left asleep */
+		wake(w->loop, page_addr(r, page), r->page_size);
+}
+
+/*
+ * A fault outside every region: memory the kernel still has registered
+ * but the loop does not serve (the grown part of an mremap in place, the
+ * range MREMAP_DONTUNMAP leaves behind). Waking alone would let it fault
+ * again forever, so the page is unregistered (at the base or a 2 MiB huge
+ * page size) and becomes ordinary memory; on an unmapped address the wake
+ * lets the thread meet its SIGSEGV.
+ */
+static void release_unknown(struct uffd_loop *loop, uintptr_t addr)
+{
+	static const size_t sizes[] = { 4096, 2u << 20 };
+
+	for (size_t i = 0; i < UFFD_ARRAY_SIZE(sizes); i++) {
+		struct kuffd_range range = { addr & ~(uintptr_t)(sizes[i] - 1),
+					     sizes[i] };
+
+		if (!ioctl(loop->uffd, KUFFDIO_UNREGISTER, &range))
+			break;
+	}
+	wake(loop, addr & ~(uintptr_t)(uffd_page_size() - 1), uffd_page_size());
 }
 
 static void serve_fault(struct uffd_worker *w, const struct uffd_event *ev,
@@ -601,10 +688,9 @@ static void serve_fault(struct uffd_worker *w, const struct uffd_event *ev,
 	struct uffd_region *r = uffd_loop_find(w->loop, ev->fault.address);
 	size_t page;
 
-	if (!r) { /* not ours (or unmapped): let it retry, it will not block */
+	if (!r) {
 		w->stats.faults_unknown++;
-		wake(w->loop, ev->fault.address & ~(uintptr_t)(uffd_page_size() - 1),
-		     uffd_page_size());
+		release_unknown(w->loop, ev->fault.address);
 		return;
 	}
 	page = (ev->fault.address - r->start) >> r->page_shift;
@@ -787,12 +873,19 @@ void uffd_serve_retries(struct uffd_worker *w)
 	}
 }
 
+/* Reads until the queue is empty: a full batch means more may wait, and
+ * an edge-style wakeup (io_uring's multishot poll) will not come again. */
 int uffd_serve_ready(struct uffd_worker *w)
 {
-	int n = read_batch(w);
+	int n, total = 0;
 
-	uffd_serve_retries(w);
-	return n;
+	do {
+		n = read_batch(w);
+		if (n > 0)
+			total += n;
+		uffd_serve_retries(w);
+	} while (n == LOOP_BATCH);
+	return total ? total : n;
 }
 
 /* ---- background prefetch ---- */
@@ -912,8 +1005,7 @@ static void poison_fault(struct uffd_worker *w, const struct uffd_event *ev)
 	struct uffd_region *r = uffd_loop_find(w->loop, ev->fault.address);
 
 	if (!r) {
-		wake(w->loop, ev->fault.address & ~(uintptr_t)(uffd_page_size() - 1),
-		     uffd_page_size());
+		release_unknown(w->loop, ev->fault.address);
 		return;
 	}
 	fail_pages(w, r, (ev->fault.address - r->start) >> r->page_shift, 1,
