@@ -227,19 +227,31 @@ static int prepare_zero_page(struct uffd_loop *loop, size_t page_size)
 	return 0;
 }
 
-/* Registers (outside the table lock: a first registration may probe the
- * memory's capabilities) and inserts, rechecking for a racing add. */
+/* Removes r from the table again (a registration that failed). */
+static void region_unlist(struct uffd_loop *loop, struct uffd_region *r)
+{
+	pthread_rwlock_wrlock(&loop->regions_lock);
+	for (size_t i = 0; i < loop->nregions; i++) {
+		if (loop->regions[i] != r)
+			continue;
+		memmove(&loop->regions[i], &loop->regions[i + 1],
+			(loop->nregions - i - 1) * sizeof(*loop->regions));
+		loop->nregions--;
+		break;
+	}
+	pthread_rwlock_unlock(&loop->regions_lock);
+}
+
+/*
+ * Lists the region, then registers it (outside the table lock: a first
+ * registration may probe the memory's capabilities). Listed first, so a
+ * fault that comes the moment the range is registered finds its region;
+ * inactive until then, so no prefetch starts on unregistered memory.
+ */
 static int add_checked(struct uffd_loop *loop, struct uffd_region *r)
 {
-	int ret = 0;
+	int ret = r->zero_by_copy ? prepare_zero_page(loop, r->page_size) : 0;
 
-	if (r->zero_by_copy)
-		ret = prepare_zero_page(loop, r->page_size);
-	if (!ret && !r->remote) {
-		ret = uffd_handle_register(loop->h, (void *)r->start, r->len,
-					   r->modes, NULL);
-		r->registered = !ret;
-	}
 	if (ret)
 		return ret;
 	pthread_rwlock_wrlock(&loop->regions_lock);
@@ -248,6 +260,17 @@ static int add_checked(struct uffd_loop *loop, struct uffd_region *r)
 					 "loop")
 		      : region_insert(loop, r);
 	pthread_rwlock_unlock(&loop->regions_lock);
+	if (ret)
+		return ret;
+	if (!r->remote) {
+		ret = uffd_handle_register(loop->h, (void *)r->start, r->len,
+					   r->modes, NULL);
+		r->registered = !ret;
+	}
+	if (ret)
+		region_unlist(loop, r); /* no fault or prefetch reached it */
+	else
+		atomic_store(&r->active, true);
 	return ret;
 }
 

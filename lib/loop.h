@@ -46,6 +46,7 @@ struct uffd_region {
 	bool remote;
 	bool registered;         /* by the loop: unregister at the end */
 	bool dead;               /* unmapped: kept until the loop goes */
+	_Atomic bool active;     /* registered: prefetch may start */
 	/* readahead */
 	size_t ra_max;
 	bool ra_adaptive;

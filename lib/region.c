@@ -397,6 +397,7 @@ struct uffd_region *uffd_region_derive(struct uffd_region *r, size_t page,
 		.prefetch = r->prefetch, .derived_from = r,
 	};
 	atomic_store(&d->ra_window, atomic_load(&r->ra_window));
+	atomic_store(&d->active, atomic_load(&r->active));
 	d->src = r->src ? uffd_source_ref(r->src) : NULL;
 	d->populated = calloc((n + 63) / 64, sizeof(uint64_t));
 	if (!d->populated) {

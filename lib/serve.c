@@ -240,14 +240,24 @@ static void latency(struct uffd_worker *w, uint64_t t0)
 							  : UFFD_LATENCY_BUCKETS - 1]++;
 }
 
+/* Counts pages newly resolved in r, and wakes wait_complete() when that
+ * completes a prefetching region. */
+static void account(struct uffd_worker *w, struct uffd_region *r,
+		    size_t fresh)
+{
+	w->stats.pages_resolved += fresh;
+	w->stats.bytes_resolved += fresh << r->page_shift;
+	if (fresh && r->prefetch && uffd_region_complete(r))
+		uffd_loop_notify_progress(w->loop);
+}
+
 /* Accounts a resolved request and frees its slot. */
 static void request_finish(struct uffd_worker *w, struct uffd_request *req,
 			   size_t fresh)
 {
 	struct uffd_region *r = req->region;
 
-	w->stats.pages_resolved += fresh;
-	w->stats.bytes_resolved += fresh << r->page_shift;
+	account(w, r, fresh);
 	if (req->prefetch)
 		w->stats.prefetch_pages += fresh;
 	else if (req->npages > 1)
@@ -255,8 +265,6 @@ static void request_finish(struct uffd_worker *w, struct uffd_request *req,
 	if (req->fault_page != SIZE_MAX)
 		latency(w, req->t_start_ns);
 	request_release(req);
-	if (r->prefetch && uffd_region_complete(r))
-		uffd_loop_notify_progress(w->loop);
 }
 
 /*
@@ -606,8 +614,8 @@ static void map_cached(struct uffd_worker *w, struct uffd_region *r,
 		wake(w->loop, page_addr(r, page), r->page_size);
 	else if (ret)
 		fail_pages(w, r, page, 1, ret, true);
-	else if (uffd_region_mark(r, page, 1))
-		w->stats.pages_resolved++, w->stats.bytes_resolved += r->page_size;
+	else
+		account(w, r, uffd_region_mark(r, page, 1));
 }
 
 /* Whether a request in flight covers the page. */
@@ -941,7 +949,8 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 	struct uffd_request *req;
 	bool busy;
 
-	if (!r->prefetch || r->dead || !r->src || uffd_region_complete(r))
+	if (!r->prefetch || r->dead || !r->active || !r->src ||
+	    uffd_region_complete(r))
 		return false;
 	page = next_missing(r);
 	if (page == SIZE_MAX)
@@ -978,7 +987,7 @@ bool uffd_serve_prefetch_wanted(struct uffd_loop *loop)
 	for (size_t i = 0; i < loop->nregions && !pending; i++) {
 		struct uffd_region *r = loop->regions[i];
 
-		pending = r->prefetch && !r->dead && r->src &&
+		pending = r->prefetch && !r->dead && r->active && r->src &&
 			  !uffd_region_complete(r);
 	}
 	pthread_rwlock_unlock(&loop->regions_lock);
