@@ -131,11 +131,20 @@ static int populate(void *addr, size_t len)
 	return madvise(addr, len, MADV_POPULATE_WRITE) ? -errno : 0;
 }
 
-/* Records one operation's outcome; returns whether it verified. */
+/* Records one operation's outcome; returns whether it verified. Running
+ * out of memory (huge pages taken by someone else meanwhile) says nothing
+ * about the operation: it is recorded unverifiable, never broken, since
+ * the result is cached for the life of the process. */
 static bool op_result(struct caps_combo *c, uint64_t op, int err,
 		      const char *note)
 {
 	unsigned bit = (unsigned)__builtin_ctzll(op);
+
+	if (err == -ENOMEM || err == -ENOSPC) {
+		err = -ENODATA;
+		note = "could not be verified: out of memory (huge pages "
+		       "taken meanwhile?)";
+	}
 
 	c->op_err[bit] = err;
 	c->op_note[bit] = note;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -224,9 +225,33 @@ size_t hugetlb_page_size(void)
 	return 2u << 20;
 }
 
+/* Test programs run in parallel, and each adds to and takes from the
+ * system-wide pool: a lock file serialises them from reserve to release
+ * (released with the process, too). */
+static int hugetlb_lock = -1;
+
+static void hugetlb_lock_take(void)
+{
+	hugetlb_lock = open("/tmp/libuffd-tests-hugetlb.lock",
+			    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (hugetlb_lock >= 0)
+		flock(hugetlb_lock, LOCK_EX);
+}
+
+static void hugetlb_lock_drop(void)
+{
+	if (hugetlb_lock >= 0)
+		close(hugetlb_lock); /* releases the flock */
+	hugetlb_lock = -1;
+}
+
 bool hugetlb_reserve(long n)
 {
-	long before = read_long(NR_HUGEPAGES);
+	long before;
+
+	if (geteuid() == 0)
+		hugetlb_lock_take();
+	before = read_long(NR_HUGEPAGES);
 
 	if (geteuid() != 0) {
 		printf("SKIP: huge pages: not root, cannot reserve them\n");
@@ -234,6 +259,7 @@ bool hugetlb_reserve(long n)
 	}
 	if (before < 0 || !write_long(NR_HUGEPAGES, before + n)) {
 		printf("SKIP: huge pages: cannot write " NR_HUGEPAGES "\n");
+		hugetlb_lock_drop();
 		return false;
 	}
 	hugetlb_added = read_long(NR_HUGEPAGES) - before;
@@ -250,10 +276,11 @@ void hugetlb_release(void)
 {
 	long now;
 
-	if (hugetlb_added <= 0)
-		return;
-	now = read_long(NR_HUGEPAGES);
-	if (now >= hugetlb_added)
-		write_long(NR_HUGEPAGES, now - hugetlb_added);
+	if (hugetlb_added > 0) {
+		now = read_long(NR_HUGEPAGES);
+		if (now >= hugetlb_added)
+			write_long(NR_HUGEPAGES, now - hugetlb_added);
+	}
 	hugetlb_added = -1;
+	hugetlb_lock_drop();
 }
