@@ -417,7 +417,7 @@ static int make_backend(struct uffd_probe_mem *m, char *why, size_t size)
 	}
 }
 
-static bool backend_is_hugetlb(enum uffd_backend b)
+bool uffd_backend_is_hugetlb(enum uffd_backend b)
 {
 	return b == UFFD_BACKEND_HUGETLB_PRIVATE ||
 	       b == UFFD_BACKEND_HUGETLB_SHARED ||
@@ -433,7 +433,7 @@ int uffd_probe_mem_create(enum uffd_backend backend,
 
 	*mem = (struct uffd_probe_mem){ .backend = backend, .fd = -1,
 					.vm_fd = -1 };
-	if (backend_is_hugetlb(backend)) {
+	if (uffd_backend_is_hugetlb(backend)) {
 		ret = check_free_huge_pages(&page, why, size);
 		if (ret)
 			return ret;

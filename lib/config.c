@@ -33,17 +33,10 @@ UFFD_EXPORT void uffd_handle_config_free(struct uffd_handle_config *cfg)
 	free(cfg);
 }
 
-#define CHECK_CFG(cfg)                                                        \
-	do {                                                                  \
-		if (!(cfg))                                                   \
-			return uffd_errf(EINVAL, "%s: configuration is NULL", \
-					 __func__);                           \
-	} while (0)
-
 UFFD_EXPORT int uffd_handle_config_set_open_path(struct uffd_handle_config *cfg,
 						 enum uffd_open_path path)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (path != UFFD_OPEN_AUTO && path != UFFD_OPEN_SYSCALL &&
 	    path != UFFD_OPEN_DEV)
 		return uffd_errf(EINVAL,
@@ -57,7 +50,7 @@ UFFD_EXPORT int
 uffd_handle_config_set_user_mode_only(struct uffd_handle_config *cfg,
 				      bool user_mode_only)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->user_mode_only = user_mode_only;
 	return 0;
 }
@@ -65,7 +58,7 @@ uffd_handle_config_set_user_mode_only(struct uffd_handle_config *cfg,
 UFFD_EXPORT int uffd_handle_config_set_nonblocking(struct uffd_handle_config *cfg,
 						   bool nonblocking)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->nonblocking = nonblocking;
 	return 0;
 }
@@ -74,7 +67,7 @@ UFFD_EXPORT int
 uffd_handle_config_require_features(struct uffd_handle_config *cfg,
 				    uint64_t features)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->required |= features;
 	return 0;
 }
@@ -83,7 +76,7 @@ UFFD_EXPORT int
 uffd_handle_config_request_features(struct uffd_handle_config *cfg,
 				    uint64_t features)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->requested |= features;
 	return 0;
 }
@@ -92,7 +85,7 @@ UFFD_EXPORT int
 uffd_handle_config_set_default_features(struct uffd_handle_config *cfg,
 					bool enable)
 {
-	CHECK_CFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->default_features = enable;
 	return 0;
 }

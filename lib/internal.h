@@ -15,6 +15,14 @@
 #define UFFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define UFFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* For setters: a NULL object is -EINVAL, with the function named. */
+#define UFFD_CHECK_OBJ(obj)                                                   \
+	do {                                                                  \
+		if (!(obj))                                                   \
+			return uffd_errf(EINVAL, "%s: configuration is NULL", \
+					 __func__);                           \
+	} while (0)
+
 /* ---- error.c: the per-thread reason behind the last failure ---- */
 
 /* Records a constant reason (no formatting: cheap enough for the fault
@@ -150,6 +158,7 @@ struct uffd_probe_mem {
 int uffd_probe_mem_create(enum uffd_backend backend,
 			  struct uffd_probe_mem *mem, char *why, size_t size);
 void uffd_probe_mem_destroy(struct uffd_probe_mem *mem);
+bool uffd_backend_is_hugetlb(enum uffd_backend backend);
 
 /* ---- classify.c ---- */
 enum uffd_backend uffd_vma_backend(const struct uffd_vma *vma);

@@ -44,17 +44,10 @@ UFFD_EXPORT void uffd_loop_config_free(struct uffd_loop_config *cfg)
 	free(cfg);
 }
 
-#define CHECK_LCFG(cfg)                                                       \
-	do {                                                                  \
-		if (!(cfg))                                                   \
-			return uffd_errf(EINVAL, "%s: configuration is NULL", \
-					 __func__);                           \
-	} while (0)
-
 UFFD_EXPORT int uffd_loop_config_set_driver(struct uffd_loop_config *cfg,
 					    enum uffd_loop_driver driver)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (driver == UFFD_DRIVER_URING) {
 #ifndef LIBUFFD_HAVE_URING
 		return uffd_err(ENOTSUP, "this libuffd was built without "
@@ -70,7 +63,7 @@ UFFD_EXPORT int uffd_loop_config_set_driver(struct uffd_loop_config *cfg,
 UFFD_EXPORT int uffd_loop_config_set_threads(struct uffd_loop_config *cfg,
 					     unsigned threads)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (threads < 1 || threads > LOOP_MAX_THREADS)
 		return uffd_errf(EINVAL, "threads must be 1..%d, not %u",
 				 LOOP_MAX_THREADS, threads);
@@ -81,7 +74,7 @@ UFFD_EXPORT int uffd_loop_config_set_threads(struct uffd_loop_config *cfg,
 UFFD_EXPORT int uffd_loop_config_set_fail_policy(struct uffd_loop_config *cfg,
 						 enum uffd_fail_policy policy)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (policy != UFFD_FAIL_POISON && policy != UFFD_FAIL_ZERO)
 		return uffd_errf(EINVAL, "unknown failure policy %d",
 				 (int)policy);
@@ -92,7 +85,7 @@ UFFD_EXPORT int uffd_loop_config_set_fail_policy(struct uffd_loop_config *cfg,
 UFFD_EXPORT int uffd_loop_config_set_stop_policy(struct uffd_loop_config *cfg,
 						 enum uffd_stop_policy policy)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (policy != UFFD_STOP_RESOLVE && policy != UFFD_STOP_POISON)
 		return uffd_errf(EINVAL, "unknown stop policy %d", (int)policy);
 	cfg->stop = policy;
@@ -103,7 +96,7 @@ UFFD_EXPORT int
 uffd_loop_config_set_error_callback(struct uffd_loop_config *cfg,
 				    uffd_error_fn fn, void *arg)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->error_fn = fn;
 	cfg->error_arg = arg;
 	return 0;
@@ -112,7 +105,7 @@ uffd_loop_config_set_error_callback(struct uffd_loop_config *cfg,
 UFFD_EXPORT int uffd_loop_config_set_fork_callback(struct uffd_loop_config *cfg,
 						   uffd_fork_fn fn, void *arg)
 {
-	CHECK_LCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->fork_fn = fn;
 	cfg->fork_arg = arg;
 	return 0;

@@ -31,20 +31,13 @@ UFFD_EXPORT void uffd_region_config_free(struct uffd_region_config *cfg)
 	free(cfg);
 }
 
-#define CHECK_RCFG(cfg)                                                       \
-	do {                                                                  \
-		if (!(cfg))                                                   \
-			return uffd_errf(EINVAL, "%s: configuration is NULL", \
-					 __func__);                           \
-	} while (0)
-
 UFFD_EXPORT int uffd_region_config_set_range(struct uffd_region_config *cfg,
 					     void *addr, size_t len)
 {
 	uintptr_t start, end;
 	int ret;
 
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	ret = uffd_range_from(addr, len, &start, &end);
 	if (ret)
 		return ret;
@@ -56,7 +49,7 @@ UFFD_EXPORT int uffd_region_config_set_range(struct uffd_region_config *cfg,
 UFFD_EXPORT int uffd_region_config_set_modes(struct uffd_region_config *cfg,
 					     uint64_t modes)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (!modes || (modes & ~UFFD_MODE_KNOWN))
 		return uffd_errf(EINVAL, "modes %#llx: give one or more of "
 				 "MISSING, WP, MINOR and no other bit",
@@ -69,7 +62,7 @@ UFFD_EXPORT int uffd_region_config_set_source(struct uffd_region_config *cfg,
 					      struct uffd_source *src,
 					      uint64_t offset)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (!src)
 		return uffd_err(EINVAL, "region config: the source is NULL");
 	uffd_source_free(cfg->src);
@@ -81,7 +74,7 @@ UFFD_EXPORT int uffd_region_config_set_source(struct uffd_region_config *cfg,
 UFFD_EXPORT int uffd_region_config_set_alias(struct uffd_region_config *cfg,
 					     void *alias)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->alias = alias;
 	return 0;
 }
@@ -90,7 +83,7 @@ UFFD_EXPORT int
 uffd_region_config_set_fault_callback(struct uffd_region_config *cfg,
 				      uffd_fault_fn fn, void *arg)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->fault_fn = fn;
 	cfg->fault_arg = arg;
 	return 0;
@@ -99,7 +92,7 @@ uffd_region_config_set_fault_callback(struct uffd_region_config *cfg,
 UFFD_EXPORT int uffd_region_config_set_readahead(struct uffd_region_config *cfg,
 						 size_t max_pages, bool adaptive)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->ra_max = max_pages;
 	cfg->ra_adaptive = adaptive;
 	return 0;
@@ -108,7 +101,7 @@ UFFD_EXPORT int uffd_region_config_set_readahead(struct uffd_region_config *cfg,
 UFFD_EXPORT int uffd_region_config_set_prefetch(struct uffd_region_config *cfg,
 						bool enable)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->prefetch = enable;
 	return 0;
 }
@@ -116,7 +109,7 @@ UFFD_EXPORT int uffd_region_config_set_prefetch(struct uffd_region_config *cfg,
 UFFD_EXPORT int uffd_region_config_set_record(struct uffd_region_config *cfg,
 					      bool record)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	cfg->record = record;
 	return 0;
 }
@@ -127,7 +120,7 @@ uffd_region_config_set_prefetch_order(struct uffd_region_config *cfg,
 {
 	uint64_t *copy = NULL;
 
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if (n && !pages)
 		return uffd_err(EINVAL, "prefetch order: NULL pages");
 	if (n) {
@@ -147,7 +140,7 @@ UFFD_EXPORT int uffd_region_config_set_remote(struct uffd_region_config *cfg,
 					      enum uffd_backend backend,
 					      size_t page_size)
 {
-	CHECK_RCFG(cfg);
+	UFFD_CHECK_OBJ(cfg);
 	if ((unsigned)backend >= UFFD_BACKEND_COUNT || !page_size ||
 	    (page_size & (page_size - 1)))
 		return uffd_err(EINVAL, "remote region: unknown backend or a "
@@ -206,14 +199,6 @@ static int region_check(const struct uffd_region_config *cfg)
 	return 0;
 }
 
-static bool is_hugetlb(enum uffd_backend b)
-{
-	return b == UFFD_BACKEND_HUGETLB_PRIVATE ||
-	       b == UFFD_BACKEND_HUGETLB_SHARED ||
-	       b == UFFD_BACKEND_MEMFD_HUGETLB_SHARED ||
-	       b == UFFD_BACKEND_MEMFD_HUGETLB_PRIVATE;
-}
-
 static int region_alloc_tables(struct uffd_region *r)
 {
 	r->populated = calloc((r->npages + 63) / 64, sizeof(uint64_t));
@@ -231,7 +216,7 @@ static void region_policy(struct uffd_region *r, struct uffd_loop *loop)
 		uffd_caps_lookup(uffd_handle_get_features(loop->h), r->backend);
 	size_t max_window = LOOP_MAX_WINDOW_BYTES / r->page_size;
 
-	r->zero_by_copy = is_hugetlb(r->backend);
+	r->zero_by_copy = uffd_backend_is_hugetlb(r->backend);
 	r->continue_fill = r->alias && r->src && (r->modes & UFFD_MODE_MINOR);
 	int poison = caps ? uffd_caps_get_op_result(caps, r->modes,
 						    UFFD_OP_POISON, NULL)

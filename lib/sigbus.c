@@ -1082,14 +1082,6 @@ static int sb_shape_of(uintptr_t start, size_t len, struct sb_shape *s)
 	return ret;
 }
 
-static bool is_hugetlb(enum uffd_backend b)
-{
-	return b == UFFD_BACKEND_HUGETLB_PRIVATE ||
-	       b == UFFD_BACKEND_HUGETLB_SHARED ||
-	       b == UFFD_BACKEND_MEMFD_HUGETLB_SHARED ||
-	       b == UFFD_BACKEND_MEMFD_HUGETLB_PRIVATE;
-}
-
 static int sb_check_config(const struct uffd_region_config *cfg)
 {
 	if (!cfg->len)
@@ -1201,7 +1193,7 @@ static int sb_region_new(struct uffd_sigbus *sb,
 	r->npages = cfg->len >> r->page_shift;
 	r->uffd = sb->handle->fd;
 	r->modes = cfg->modes;
-	r->hugetlb = is_hugetlb(shape->backend);
+	r->hugetlb = uffd_backend_is_hugetlb(shape->backend);
 	r->src = cfg->src ? uffd_source_ref(cfg->src) : NULL;
 	r->src_offset = cfg->src_offset;
 	alias_path = cfg->alias && (cfg->modes & UFFD_MODE_MINOR);
