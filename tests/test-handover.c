@@ -1067,6 +1067,102 @@ START_TEST(test_end_to_end)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------
+ * Receiving into a loop: the page server builds a loop whose region is
+ * remote (the sender's memory, registered by the sender) and serves it
+ * from a buffer of its own, with the loop's workers.
+ */
+#define LOOP_PAGES 32
+
+static unsigned char loop_byte(size_t i)
+{
+	return (unsigned char)(i * 13 + 5);
+}
+
+/* In the child: receive, serve with a loop until the parent says done. */
+static int loop_server(int sock)
+{
+	size_t ps = test_page(), len = LOOP_PAGES * ps, n = 0;
+	struct uffd_handover_region *regions = NULL;
+	struct uffd_region_config *rc = NULL;
+	struct uffd_handle *h = NULL;
+	struct uffd_source *src = NULL;
+	struct uffd_loop *loop = NULL;
+	unsigned char *image = malloc(len), done;
+
+	if (!image)
+		return 20;
+	for (size_t i = 0; i < len; i++)
+		image[i] = loop_byte(i);
+	if (uffd_handover_recv(sock, &h, &regions, &n) || n != 1)
+		return 21;
+	if (uffd_source_new_buffer(image, len, &src) ||
+	    uffd_region_config_new(&rc) ||
+	    uffd_region_config_set_range(rc, (void *)(uintptr_t)regions[0].addr,
+					 regions[0].len) ||
+	    uffd_region_config_set_remote(rc, regions[0].backend,
+					  regions[0].page_size) ||
+	    uffd_region_config_set_source(rc, src, 0) ||
+	    uffd_loop_new(h, NULL, &loop) ||
+	    uffd_loop_add_region(loop, rc, NULL) || uffd_loop_start(loop))
+		return 22;
+	if (write(sock, "r", 1) != 1) /* ready: the parent may touch */
+		return 23;
+	if (read(sock, &done, 1) != 1) /* the parent checked everything */
+		return 24;
+	uffd_loop_free(loop);
+	uffd_handle_free(h);
+	uffd_region_config_free(rc);
+	uffd_source_free(src);
+	free(regions);
+	free(image);
+	return 0;
+}
+
+START_TEST(test_receive_into_loop)
+{
+	size_t ps = test_page(), len = LOOP_PAGES * ps;
+	struct uffd_handover_region region;
+	struct uffd_handle *h;
+	unsigned char *mem, ready;
+	int sv[2], status;
+	pid_t child;
+
+	make_pair(sock_types[_i], sv);
+	fflush(NULL);
+	child = fork(); /* before the handle: the child has only what it gets */
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		close(sv[0]);
+		_exit(loop_server(sv[1]));
+	}
+	close(sv[1]);
+	h = open_handle();
+	mem = map_anon(len);
+	ck_assert_int_eq(uffd_handle_register(h, mem, len, UFFD_MODE_MISSING,
+					      NULL), 0);
+	region = (struct uffd_handover_region){
+		.addr = (uintptr_t)mem, .len = len,
+		.backend = UFFD_BACKEND_ANON_PRIVATE, .modes = UFFD_MODE_MISSING,
+		.page_size = ps, .fd = -1,
+	};
+	ck_assert_int_eq(uffd_handover_send(sv[0], h, &region, 1), 0);
+	ck_assert_int_eq(read(sv[0], &ready, 1), 1);
+	/* every page faults into the other process's loop; check all bytes */
+	for (size_t i = 0; i < len; i++)
+		if (mem[i] != loop_byte(i))
+			ck_abort_msg("byte %zu is %#x, the server's image has %#x",
+				     i, mem[i], loop_byte(i));
+	ck_assert_int_eq(write(sv[0], "d", 1), 1);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "page server status %#x", status);
+	uffd_handle_free(h);
+	munmap(mem, len);
+	close(sv[0]);
+}
+END_TEST
+
 static Suite *handover_suite(void)
 {
 	Suite *s = suite_create("handover");
@@ -1077,6 +1173,7 @@ static Suite *handover_suite(void)
 	int nt = (int)(sizeof(sock_types) / sizeof(sock_types[0]));
 
 	tcase_add_loop_test(e2e, test_end_to_end, 0, nt);
+	tcase_add_loop_test(e2e, test_receive_into_loop, 0, nt);
 	tcase_add_loop_test(bad, test_bad_magic, 0, nt);
 	tcase_add_loop_test(bad, test_bad_version, 0, nt);
 	tcase_add_loop_test(bad, test_bad_sizes, 0, nt);
