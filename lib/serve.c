@@ -228,7 +228,10 @@ static void fail_pages(struct uffd_worker *w, struct uffd_region *r,
 		 * and comes back here, never blocked for good) */
 		wake(loop, dst, len);
 	}
-	uffd_region_mark(r, page, n);
+	/* settled, one way or the other: a region may be complete now */
+	if (uffd_region_mark(r, page, n) && r->prefetch &&
+	    uffd_region_complete(r))
+		uffd_loop_notify_progress(loop);
 }
 
 static void latency(struct uffd_worker *w, uint64_t t0)

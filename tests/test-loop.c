@@ -3735,12 +3735,12 @@ static void *adder_main(void *arg)
 }
 
 /*
- * A fault on a region being added: registered already, not yet in the
- * loop's table (adding it waits for the table's write lock while a worker
- * holds a read lock, here inside a gated fetch). The fault is outside
- * every region for a moment, but the page belongs to the new region: it
- * must end up served from that region's source, not turned into ordinary
- * (zero) memory.
+ * Adding a region while a worker holds the loop's table (here inside a
+ * gated fetch): the region is listed before its range is registered, so
+ * there is no moment when a fault on it finds no region (an earlier
+ * design registered first and made such a fault ordinary zero memory).
+ * The add completes once the worker lets go, and a touch of the new
+ * region is served from its source, never taken for unknown memory.
  */
 START_TEST(fault_during_add_region_is_served)
 {
@@ -3770,22 +3770,17 @@ START_TEST(fault_during_add_region_is_served)
 	/* a worker holds the table's read lock, in the gated fetch */
 	toucher_start(&t1, p1, false, 0);
 	ck_assert_msg(tsrc_wait(&ts, false), "the gated fetch never started");
-	/* the second region: registered, then waiting to be inserted */
+	/* the second region is added meanwhile: it waits for the table */
 	memset(&a, 0, sizeof(a));
 	a.loop = loop;
 	s = buffer_source(src2, len);
 	a.cfg = region_cfg(p2, len, s, 0);
 	uffd_source_free(s);
 	ck_assert_int_eq(pthread_create(&a.thread, NULL, adder_main, &a), 0);
-	WAIT_UNTIL(uffd_handle_get_range_ops(h, p2, len, NULL, NULL) == 0,
-		   "the new region to be registered");
-	/* a fault on it now */
-	toucher_start(&t2, p2 + 3 * ps, false, 0);
-	WAIT_UNTIL(STAT(loop, faults_unknown) + STAT(loop, faults_missing) >= 2,
-		   "the loop to see the fault on the region being added");
 	tsrc_open_gate(&ts);
 	JOIN(a.thread, "uffd_loop_add_region()");
 	ck_assert_msg(a.ret == 0, "add_region: %s", uffd_last_error());
+	toucher_start(&t2, p2 + 3 * ps, false, 0);
 	JOIN(t1.thread, "the reader of the first region");
 	ck_assert_uint_eq(t1.seen, src1[0]);
 	JOIN(t2.thread, "the reader of the region being added");
@@ -3805,6 +3800,64 @@ START_TEST(fault_during_add_region_is_served)
 	munmap(p2, len);
 	munmap(src1, len);
 	munmap(src2, len);
+}
+END_TEST
+
+/* A prefetching region whose last page fails (zeroed by the failure
+ * policy) is complete all the same: a thread already waiting in
+ * wait_complete(-1) is told. */
+START_TEST(prefetch_completes_with_failed_last_page)
+{
+	size_t ps = test_page(), n = 16, len = n * ps;
+	struct uffd_loop_config *lc;
+	LOOP_CONFIG(lc, _i, 1);
+	struct uffd_handle *h = open_handle();
+	unsigned char *p = map_anon(len), *src = pattern(len, 56);
+	struct uffd_region_config *cfg;
+	struct completer c = { .ret = 1 };
+	struct uffd_loop *loop;
+	struct uffd_source *s;
+	struct uffd_region *r;
+	struct tsrc ts;
+
+	ck_assert_int_eq(uffd_loop_config_set_fail_policy(lc, UFFD_FAIL_ZERO),
+			 0);
+	tsrc_init(&ts, src, len, ps);
+	tsrc_set_failing(&ts, FM_RETURN, 15);
+	ts.gate_page[0] = 0;
+	s = tsrc_source(&ts);
+	loop = new_loop(h, lc);
+	cfg = region_cfg(p, len, s, 0);
+	uffd_source_free(s);
+	ck_assert_int_eq(uffd_region_config_set_prefetch(cfg, true), 0);
+	r = add_region(loop, cfg);
+	start_loop(loop);
+
+	ck_assert_msg(tsrc_wait(&ts, false), "the prefetch never started");
+	c.loop = loop;
+	ck_assert_int_eq(pthread_create(&c.thread, NULL, completer_main, &c),
+			 0);
+	WAIT_UNTIL(atomic_load(&c.tid) != 0 &&
+			   thread_state(atomic_load(&c.tid)) == 'S',
+		   "wait_complete() to sleep");
+	tsrc_open_gate(&ts);
+	ck_assert_msg(timed_join(c.thread, TEST_WAIT_MS),
+		      "wait_complete(-1) did not return although the region "
+		      "has %zu of its %zu pages resolved (the last one by the "
+		      "failure policy: nobody told the waiter)",
+		      uffd_region_get_resolved_pages(r), n);
+	ck_assert_int_eq(c.ret, 0);
+	check_mem(p, src, 15 * ps, ps, "pages 0..14");
+	ck_assert(all_zero(p + 15 * ps, ps));
+	ck_assert_int_eq(uffd_loop_stop(loop), 0);
+	ck_assert_uint_eq(STAT(loop, fetch_failures), 1);
+	ck_assert_uint_eq(STAT(loop, pages_zeroed), 1);
+
+	uffd_loop_free(loop);
+	tsrc_fini(&ts);
+	uffd_handle_free(h);
+	munmap(p, len);
+	munmap(src, len);
 }
 END_TEST
 
@@ -3910,6 +3963,8 @@ static Suite *loop_suite(void)
 	tcase_add_loop_test(tc, prefetch_completes_over_page_cache_pages, 0,
 			    NDRIVERS);
 	tcase_add_loop_test(tc, fault_during_add_region_is_served, 0,
+			    NDRIVERS);
+	tcase_add_loop_test(tc, prefetch_completes_with_failed_last_page, 0,
 			    NDRIVERS);
 	suite_add_tcase(s, tc);
 
