@@ -705,7 +705,9 @@ int uffd_loop_config_set_fork_callback(struct uffd_loop_config *cfg,
 int uffd_loop_new(struct uffd_handle *handle,
 		  const struct uffd_loop_config *cfg, struct uffd_loop **loop);
 /* Stops the loop, unregisters the regions it registered (later faults
- * there are ordinary page faults) and frees it; NULL is allowed. */
+ * there are ordinary page faults) and frees it; NULL is allowed. Custom
+ * sources must have completed every fetch they were given before: a late
+ * uffd_fetch_complete() would touch freed memory. */
 void uffd_loop_free(struct uffd_loop *loop);
 struct uffd_handle *uffd_loop_get_handle(const struct uffd_loop *loop);
 

@@ -315,7 +315,7 @@ static int resolve_request(struct uffd_worker *w, struct uffd_request *req)
 	if (ret == -EAGAIN) {
 		size_t pages = done >> r->page_shift;
 
-		uffd_region_mark(r, req->page, pages);
+		account(w, r, uffd_region_mark(r, req->page, pages));
 		req->page += pages;
 		req->npages -= pages;
 		if (req->staging && src == (uintptr_t)req->staging)
@@ -599,6 +599,15 @@ static void serve_missing(struct uffd_worker *w, struct uffd_region *r,
 		w->stats.readahead_hits++;
 		return;
 	}
+	/* resolved by another worker between the check above and the claim
+	 * (pages are marked before their slot is freed, so now it shows) */
+	if (already_mapped(w->loop, r, page)) {
+		req->prefetch = false;
+		request_release(req);
+		w->stats.readahead_hits++;
+		wake(w->loop, page_addr(r, page), r->page_size);
+		return;
+	}
 	req->fault_page = page;
 	req->prefetch = false;
 	req->t_start_ns = t0;
@@ -763,9 +772,12 @@ static int cmp_region(const void *a, const void *b)
 
 static void insert_region(struct uffd_loop *loop, struct uffd_region *d)
 {
-	struct uffd_region **v = realloc(loop->regions,
-					 (loop->nregions + 1) * sizeof(*v));
+	struct uffd_region **v;
 
+	if (!d) /* out of memory: the moved part goes unserved (its faults
+		   are then treated as memory nobody serves) */
+		return;
+	v = realloc(loop->regions, (loop->nregions + 1) * sizeof(*v));
 	if (!v) {
 		uffd_region_destroy(d);
 		return;
