@@ -284,3 +284,28 @@ void hugetlb_release(void)
 	hugetlb_added = -1;
 	hugetlb_lock_drop();
 }
+
+static long fixture_pages;
+static bool fixture_reserved;
+
+static void fixture_setup(void)
+{
+	fixture_reserved = hugetlb_reserve(fixture_pages);
+}
+
+static void fixture_teardown(void)
+{
+	hugetlb_release();
+	fixture_reserved = false;
+}
+
+void hugetlb_fixture_add(TCase *tc, long n)
+{
+	fixture_pages = n;
+	tcase_add_unchecked_fixture(tc, fixture_setup, fixture_teardown);
+}
+
+bool hugetlb_reserved(void)
+{
+	return fixture_reserved;
+}

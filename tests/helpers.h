@@ -75,4 +75,19 @@ bool hugetlb_reserve(long n);
 void hugetlb_release(void);
 size_t hugetlb_page_size(void);
 
+/* Reserves n huge pages around the tests of tc (an unchecked fixture: it
+ * runs in the runner process, so the pages come back even when a test
+ * fails); hugetlb_reserved() says whether they could be had. */
+void hugetlb_fixture_add(TCase *tc, long n);
+bool hugetlb_reserved(void);
+
+#define REQUIRE_HUGEPAGES()                                                   \
+	do {                                                                   \
+		if (!hugetlb_reserved()) {                                     \
+			printf("SKIP: %s: no 2 MiB huge pages reserved\n",     \
+			       __func__);                                      \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
 #endif

@@ -86,28 +86,6 @@ const char *__asan_default_options(void)
 }
 #endif
 
-static bool have_hugepages;
-
-static void hugetlb_setup(void)
-{
-	have_hugepages = hugetlb_reserve(4);
-}
-
-static void hugetlb_teardown(void)
-{
-	hugetlb_release();
-	have_hugepages = false;
-}
-
-#define REQUIRE_HUGEPAGES()                                                   \
-	do {                                                                   \
-		if (!have_hugepages) {                                         \
-			printf("SKIP: %s: no 2 MiB huge pages reserved\n",     \
-			       __func__);                                      \
-			return;                                                \
-		}                                                              \
-	} while (0)
-
 static bool is_hugetlb(enum uffd_backend b)
 {
 	return b == UFFD_BACKEND_HUGETLB_PRIVATE ||
@@ -452,7 +430,7 @@ static void compare_all(uint64_t features)
 	int compared = 0;
 
 	for (int b = 1; b < UFFD_BACKEND_COUNT; b++) {
-		if (is_hugetlb(b) && !have_hugepages) {
+		if (is_hugetlb(b) && !hugetlb_reserved()) {
 			printf("SKIP: %s: no huge pages reserved\n",
 			       uffd_backend_name(b));
 			continue;
@@ -914,7 +892,7 @@ static void probe_every_backend(uint64_t f)
 
 		ck_assert_msg(ret == 0, "probe %s: %s", uffd_backend_name(b),
 			      uffd_last_error());
-		if (is_hugetlb(b) && have_hugepages)
+		if (is_hugetlb(b) && hugetlb_reserved())
 			ck_assert_int_eq(uffd_caps_get_status(caps),
 					 UFFD_CAPS_SUPPORTED);
 		uffd_caps_free(caps);
@@ -1255,7 +1233,7 @@ static Suite *caps_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("table");
-	tcase_add_unchecked_fixture(tc, hugetlb_setup, hugetlb_teardown);
+	hugetlb_fixture_add(tc, 4);
 	tcase_add_test(tc, table_matches_kernel);
 	tcase_add_test(tc, table_matches_kernel_wp_async);
 	tcase_add_test(tc, hugetlb_probed_with_free_pages);

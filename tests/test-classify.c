@@ -45,28 +45,6 @@ struct test_kvm_guest_memfd {
 	_IOWR(0xAE, 0xd4, struct test_kvm_guest_memfd)
 #define TEST_GUEST_MEMFD_FLAG_MMAP (UINT64_C(1) << 0)
 
-static bool have_hugepages;
-
-static void hugetlb_setup(void)
-{
-	have_hugepages = hugetlb_reserve(4);
-}
-
-static void hugetlb_teardown(void)
-{
-	hugetlb_release();
-	have_hugepages = false;
-}
-
-#define REQUIRE_HUGEPAGES()                                                   \
-	do {                                                                   \
-		if (!have_hugepages) {                                         \
-			printf("SKIP: %s: no 2 MiB huge pages reserved\n",     \
-			       __func__);                                      \
-			return;                                                \
-		}                                                              \
-	} while (0)
-
 /* Classifies [p, p+len), which must be one mapping of backend want with
  * pages of page_size. */
 static void expect_one(const void *p, size_t len, enum uffd_backend want,
@@ -460,7 +438,7 @@ static Suite *classify_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hugetlb");
-	tcase_add_unchecked_fixture(tc, hugetlb_setup, hugetlb_teardown);
+	hugetlb_fixture_add(tc, 4);
 	tcase_add_test(tc, hugetlb_anon);
 	tcase_add_test(tc, hugetlb_memfd);
 	tcase_add_test(tc, hugetlb_sysv);

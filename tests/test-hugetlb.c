@@ -20,28 +20,6 @@
 
 #define HUGE_SZ ((size_t)2 << 20)
 
-static bool have_hugepages;
-
-static void hugetlb_setup(void)
-{
-	have_hugepages = hugetlb_reserve(4);
-}
-
-static void hugetlb_teardown(void)
-{
-	hugetlb_release();
-	have_hugepages = false;
-}
-
-#define REQUIRE_HUGEPAGES()                                                   \
-	do {                                                                   \
-		if (!have_hugepages) {                                         \
-			printf("SKIP: %s: no 2 MiB huge pages reserved\n",     \
-			       __func__);                                      \
-			return;                                                \
-		}                                                              \
-	} while (0)
-
 /* A private anonymous hugetlb mapping of len bytes, 2 MiB aligned. */
 static unsigned char *map_huge(size_t len)
 {
@@ -237,7 +215,7 @@ static Suite *hugetlb_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("huge-pages");
-	tcase_add_unchecked_fixture(tc, hugetlb_setup, hugetlb_teardown);
+	hugetlb_fixture_add(tc, 4);
 	tcase_add_test(tc, missing_copy_full_huge_page);
 	tcase_add_test(tc, register_misaligned_refused);
 	tcase_add_test(tc, zeropage_not_supported);

@@ -1198,19 +1198,6 @@ END_TEST
 
 #define HUGE_SZ ((size_t)2 << 20)
 
-static bool have_hugepages;
-
-static void hugetlb_setup(void)
-{
-	have_hugepages = hugetlb_reserve(8);
-}
-
-static void hugetlb_teardown(void)
-{
-	hugetlb_release();
-	have_hugepages = false;
-}
-
 /* memfd: a MFD_HUGETLB memfd mapped shared, else MAP_HUGETLB private. */
 static unsigned char *map_huge(size_t len, bool memfd, int *fd)
 {
@@ -1241,7 +1228,7 @@ static void hugetlb_run(int drv, const char *test, bool memfd)
 
 	if (!driver_built(drv, test))
 		return;
-	if (!have_hugepages) {
+	if (!hugetlb_reserved()) {
 		printf("SKIP: %s: no 2 MiB huge pages reserved\n", test);
 		return;
 	}
@@ -3882,7 +3869,7 @@ static Suite *loop_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hugetlb");
-	tcase_add_unchecked_fixture(tc, hugetlb_setup, hugetlb_teardown);
+	hugetlb_fixture_add(tc, 8);
 	tcase_add_loop_test(tc, hugetlb_private_buffer_and_zero, 0, NDRIVERS);
 	tcase_add_loop_test(tc, hugetlb_memfd_buffer_and_zero, 0, NDRIVERS);
 	suite_add_tcase(s, tc);

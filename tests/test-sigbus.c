@@ -1008,28 +1008,6 @@ END_TEST
 
 /* ---- hugetlb ---- */
 
-static bool have_hugepages;
-
-static void hugetlb_setup(void)
-{
-	have_hugepages = hugetlb_reserve(4);
-}
-
-static void hugetlb_teardown(void)
-{
-	hugetlb_release();
-	have_hugepages = false;
-}
-
-#define REQUIRE_HUGEPAGES()                                                   \
-	do {                                                                   \
-		if (!have_hugepages) {                                         \
-			printf("SKIP: %s: no 2 MiB huge pages reserved\n",     \
-			       __func__);                                      \
-			return;                                                \
-		}                                                              \
-	} while (0)
-
 static unsigned char *map_huge(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -1175,7 +1153,7 @@ static Suite *sigbus_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hugetlb");
-	tcase_add_unchecked_fixture(tc, hugetlb_setup, hugetlb_teardown);
+	hugetlb_fixture_add(tc, 4);
 	tcase_add_test(tc, hugetlb_zero);
 	tcase_add_test(tc, hugetlb_copy);
 	tcase_add_test(tc, hugetlb_minor_alias);
