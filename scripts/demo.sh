@@ -29,4 +29,4 @@ if [ -n "${before:-}" ]; then
 fi
 echo
 echo "== uffd-demo: faults served by libuffd"
-build/release/examples/uffd-demo
+build/release/examples/demo/uffd-demo
