@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What the benchmark needs from the system: CPU pinning, fresh memory,
+ * resident-set readings, huge page reservations, and a description of the
+ * machine for the report.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static cpu_set_t saved_cpus;
+
+void bench_pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	sched_getaffinity(0, sizeof(saved_cpus), &saved_cpus);
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		bench_die("cannot pin to CPU %d: %s", cpu, strerror(errno));
+}
+
+void bench_unpin_self(void)
+{
+	sched_setaffinity(0, sizeof(saved_cpus), &saved_cpus);
+}
+
+int bench_ncpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	return CPU_COUNT(&set);
+}
+
+static void read_first_match(const char *path, const char *key, char *out,
+			     size_t size)
+{
+	char line[256];
+	FILE *f = fopen(path, "re");
+
+	snprintf(out, size, "?");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (strncmp(line, key, strlen(key)) || !colon)
+			continue;
+		colon++;
+		colon += strspn(colon, " \t");
+		colon[strcspn(colon, "\n")] = 0;
+		snprintf(out, size, "%s", colon);
+		break;
+	}
+	fclose(f);
+}
+
+void bench_machine_describe(char *buf, size_t size)
+{
+	struct utsname u;
+	char model[128], mem[64], flags[4096];
+	FILE *f;
+
+	uname(&u);
+	read_first_match("/proc/cpuinfo", "model name", model, sizeof(model));
+	read_first_match("/proc/meminfo", "MemTotal", mem, sizeof(mem));
+	flags[0] = 0;
+	f = fopen("/proc/cpuinfo", "re");
+	while (f && fgets(flags, sizeof(flags), f))
+		if (!strncmp(flags, "flags", 5))
+			break;
+	if (f)
+		fclose(f);
+	snprintf(buf, size, "Linux %s %s; %d CPUs (%s)%s; %s RAM", u.release,
+		 u.machine, bench_ncpus(), model,
+		 strstr(flags, " hypervisor") ? ", virtual machine" : "", mem);
+}
+
+void *bench_map_anon(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		bench_die("mmap of %zu bytes: %s", len, strerror(errno));
+	return p;
+}
+
+void bench_unmap(void *addr, size_t len)
+{
+	if (addr)
+		munmap(addr, len);
+}
+
+static uint64_t status_kib(const char *key)
+{
+	char v[64];
+
+	read_first_match("/proc/self/status", key, v, sizeof(v));
+	return strtoull(v, NULL, 10);
+}
+
+uint64_t bench_rss_anon_kib(void)
+{
+	return status_kib("RssAnon");
+}
+
+uint64_t bench_hwm_kib(void)
+{
+	return status_kib("VmHWM");
+}
+
+void bench_reset_hwm(void)
+{
+	/* "5" resets the peak resident set size (Linux >= 4.0). */
+	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (write(fd, "5", 1) < 0)
+			bench_note("could not reset VmHWM: %s", strerror(errno));
+		close(fd);
+	}
+}
+
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+/* Shared with the test suite, so a benchmark run inside `meson test` and
+ * a test never count each other's pages as their own. */
+#define HUGETLB_LOCK "/tmp/libuffd-tests-hugetlb.lock"
+
+static int huge_lock = -1;
+static long huge_added;
+
+static long read_long(const char *path)
+{
+	char v[32] = "";
+	FILE *f = fopen(path, "re");
+	long n = -1;
+
+	if (f && fgets(v, sizeof(v), f))
+		n = strtol(v, NULL, 10);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static bool write_long(const char *path, long n)
+{
+	FILE *f = fopen(path, "we");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%ld\n", n) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+static long free_hugepages(void)
+{
+	return read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/"
+			 "free_hugepages");
+}
+
+bool bench_hugepages_get(unsigned n, char *why, size_t size)
+{
+	long before;
+
+	if (geteuid() != 0) {
+		snprintf(why, size, "needs root to reserve %u huge pages", n);
+		return false;
+	}
+	huge_lock = open(HUGETLB_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (huge_lock >= 0)
+		flock(huge_lock, LOCK_EX);
+	before = read_long(NR_HUGEPAGES);
+	if (before < 0 || !write_long(NR_HUGEPAGES, before + n)) {
+		snprintf(why, size, "cannot write " NR_HUGEPAGES);
+		bench_hugepages_put();
+		return false;
+	}
+	huge_added = read_long(NR_HUGEPAGES) - before;
+	if (free_hugepages() < (long)n) {
+		snprintf(why, size, "the kernel reserved only %ld of %u huge "
+			 "pages", huge_added, n);
+		bench_hugepages_put();
+		return false;
+	}
+	return true;
+}
+
+void bench_hugepages_put(void)
+{
+	long now;
+
+	if (huge_added > 0) {
+		now = read_long(NR_HUGEPAGES);
+		if (now >= huge_added)
+			write_long(NR_HUGEPAGES, now - huge_added);
+	}
+	huge_added = 0;
+	if (huge_lock >= 0)
+		close(huge_lock);
+	huge_lock = -1;
+}
+
+uint64_t bench_touch(char *addr, size_t len, size_t page, bool write)
+{
+	volatile char *p = addr;
+	uint64_t sum = 0;
+
+	for (size_t off = 0; off < len; off += page) {
+		if (write)
+			p[off] = 1;
+		else
+			sum += (unsigned char)p[off];
+	}
+	return sum;
+}
