@@ -569,6 +569,25 @@ struct uffd_source_ops {
 /* Errors: -EINVAL: NULL ops or ops->fetch; -ENOMEM. */
 int uffd_source_new_custom(const struct uffd_source_ops *ops, void *arg,
 			   struct uffd_source **src);
+/*
+ * An export of an NBD server (a memory image served by nbdkit, qemu-nbd,
+ * another host), read with libnbd: uri as nbd_connect_uri() takes it, such
+ * as "nbd://host/name" or "nbd+unix:///name?socket=/run/image.sock".
+ * Connects at once; *size (NULL allowed) gets the export's size, and bytes
+ * past it read as zeros. Reads are asynchronous, done by one I/O thread of
+ * the source's own; reads that a faulting thread waits on get a second
+ * connection when the server advertises multi-conn. A failed read, or a
+ * lost connection (not re-established), goes to the loop's failure policy.
+ * A custom source inside (so not for uffd_sigbus_add_region()). Free your
+ * reference before uffd_loop_free(), as soon as the regions are added:
+ * dropping the last one cuts the connections and waits for the reads in
+ * flight to end, which must happen while the loop still exists.
+ * Errors: -EINVAL: NULL uri or src; -ENOTSUP: built without libnbd;
+ * libnbd's errno for a URI it refuses or a failed connection (the reason
+ * gives its message); -ENOMEM.
+ */
+int uffd_source_new_nbd(const char *uri, uint64_t *size,
+			struct uffd_source **src);
 /* Drops the caller's reference; NULL is allowed. */
 void uffd_source_free(struct uffd_source *src);
 

@@ -2,7 +2,7 @@
 # Sourced by the other scripts: installs the Debian packages libuffd needs
 # to build and test, only those that are missing.
 LIBUFFD_PACKAGES=(meson ninja-build pkg-config gcc clang liburing-dev check
-		  python3 scdoc)
+		  libnbd-dev nbdkit python3 scdoc)
 
 libuffd_install_deps() {
 	local missing=() p
