@@ -102,6 +102,7 @@ struct writer {
 	uint64_t gen;        /* writes done */
 	uint64_t frozen_gen; /* writes done when the memory was protected */
 	uint64_t total;      /* writes in all: frozen_gen + after */
+	unsigned char *buf;  /* the next contents of a page */
 };
 
 struct snap {
@@ -157,12 +158,7 @@ static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 	struct snap *s = w->s;
-	unsigned char *buf = malloc(ps);
 
-	if (!buf) {
-		atomic_fetch_add(&s->errors, 1);
-		return NULL;
-	}
 	/* it writes on until it is stopped, then "after" more times */
 	while (!w->total || w->gen < w->total) {
 		if (w->gen == w->warmup)
@@ -176,13 +172,12 @@ static void *writer_main(void *arg)
 			sync_point(s, &s->parked, &s->resumed);
 		}
 		w->gen++;
-		page_contents(buf, target_page(w, w->gen), w->gen);
+		page_contents(w->buf, target_page(w, w->gen), w->gen);
 		/* the first store to a protected page raises the WP fault */
-		memcpy(s->mem + target_page(w, w->gen) * ps, buf, ps);
+		memcpy(s->mem + target_page(w, w->gen) * ps, w->buf, ps);
 		if (w->total && w->gen == w->frozen_gen + 1)
 			sync_point(s, &s->wrote_after, NULL);
 	}
-	free(buf);
 	return NULL;
 }
 
@@ -353,15 +348,20 @@ static bool check_state(const struct snap *s, const unsigned char *mem,
 {
 	unsigned char *want = malloc(s->len);
 	uint64_t *last = calloc(s->pages, sizeof(*last));
-	bool ok = want && last;
+	unsigned bad = 0;
 
-	for (unsigned k = 0; ok && k < s->nwriters; k++)
+	if (!want || !last) {
+		fprintf(stderr, "wp-snapshot: out of memory to check the %s\n",
+			what);
+		bad = 1;
+	}
+	for (unsigned k = 0; !bad && k < s->nwriters; k++)
 		replay(&s->w[k], want, frozen ? s->w[k].frozen_gen
 					       : s->w[k].total, last);
-	for (size_t p = 0; ok && p < s->pages; p++) {
+	for (size_t p = 0; want && last && p < s->pages; p++) {
 		uint64_t got[2], exp[2];
 
-		if (!memcmp(mem + p * ps, want + p * ps, ps))
+		if (!memcmp(mem + p * ps, want + p * ps, ps) || ++bad > 5)
 			continue;
 		memcpy(got, mem + p * ps, sizeof(got));
 		memcpy(exp, want + p * ps, sizeof(exp));
@@ -370,11 +370,13 @@ static bool check_state(const struct snap *s, const unsigned char *mem,
 			what, p, (unsigned long long)got[0],
 			(unsigned long long)got[1],
 			(unsigned long long)exp[1]);
-		ok = false;
 	}
+	if (bad > 5)
+		fprintf(stderr, "wp-snapshot: %s: %u pages differ in all\n",
+			what, bad);
 	free(want);
 	free(last);
-	return ok;
+	return !bad;
 }
 
 static int snap_report(struct snap *s)
@@ -436,7 +438,9 @@ static int background_snapshot(size_t pages, unsigned nwriters)
 		w->owned = (pages - k + nwriters - 1) / nwriters;
 		w->warmup = 4 * w->owned;
 		w->after = 8 * w->owned;
-		ret = -pthread_create(&w->thread, NULL, writer_main, w);
+		w->buf = malloc(ps);
+		ret = w->buf ? -pthread_create(&w->thread, NULL, writer_main, w)
+			     : -ENOMEM;
 		if (!ret)
 			started++;
 	}
@@ -456,6 +460,8 @@ static int background_snapshot(size_t pages, unsigned nwriters)
 	}
 	for (unsigned k = 0; k < started; k++)
 		pthread_join(s->w[k].thread, NULL);
+	for (unsigned k = 0; k < nwriters; k++)
+		free(s->w[k].buf);
 	if (!ret)
 		ret = uffd_loop_stop(s->loop);
 	if (!ret)
