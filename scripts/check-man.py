@@ -219,7 +219,8 @@ def main():
         targets.add(f'{page}({section})')
     targets |= {f'{n}(3)' for n in documented}
     for fname, text in pages.items():
-        for ref in re.findall(r'\*((?:uffd|libuffd)[\w-]*)\*\((\d)\)', text):
+        for ref in sorted(set(re.findall(
+                r'\*((?:uffd|libuffd)[\w-]*)\*\((\d)\)', text))):
             if f'{ref[0]}({ref[1]})' not in targets:
                 problem(f'{fname}.scd refers to {ref[0]}({ref[1]}), '
                         'which no page documents')
