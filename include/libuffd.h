@@ -190,6 +190,7 @@ struct uffd_handle;
  *  -EPERM / -EACCES: no open path was allowed; the message names the sysctl
  *                    vm.unprivileged_userfaultfd and /dev/userfaultfd's mode;
  *  -ENOSYS: the kernel has no userfaultfd;
+ *  -ENOENT: the syscall was refused and /dev/userfaultfd does not exist;
  *  -ENOTSUP: a required feature is missing (each one is named);
  *  -EPERM: a required feature needs privilege (EVENT_FORK: CAP_SYS_PTRACE);
  *  -EMFILE, -ENFILE, -ENOMEM: out of resources.
@@ -203,7 +204,9 @@ int uffd_handle_new(const struct uffd_handle_config *cfg,
  * fd and closes it in uffd_handle_free(). Registrations made on fd before
  * are unknown to libuffd; operations on them are left to the kernel to judge.
  * Errors: -EBADF: fd is not open; -EINVAL: not a userfaultfd, or its
- * handshake was never done; -ENOMEM. On failure fd stays the caller's.
+ * handshake was never done; -ENOENT: /proc/self/fdinfo cannot be read (the
+ * enabled features are learned there); -ENOMEM. On failure fd stays the
+ * caller's.
  */
 int uffd_handle_adopt(int fd, struct uffd_handle **handle);
 
@@ -390,7 +393,8 @@ struct uffd_event {
  * memory that is no longer registered.)
  * Returns the number read (0 when none is pending on a non-blocking handle)
  * or a negative errno: -EINVAL: NULL argument or max 0; -EINTR: a blocking
- * read was interrupted; -EBADF.
+ * read was interrupted; -EBADF; -EIO: the kernel returned a truncated
+ * message.
  */
 int uffd_handle_read_events(struct uffd_handle *handle,
 			    struct uffd_event *events, size_t max);
@@ -590,6 +594,11 @@ int uffd_source_new_nbd(const char *uri, uint64_t *size,
 			struct uffd_source **src);
 /* Drops the caller's reference; NULL is allowed. */
 void uffd_source_free(struct uffd_source *src);
+/* The bytes a source holds, which bound the regions it can serve: a buffer
+ * or move source's length, a file source's len. UINT64_MAX for zero,
+ * custom and NBD sources (any region length; uffd_source_new_nbd() gives
+ * the export's size); 0 for NULL. */
+uint64_t uffd_source_get_size(const struct uffd_source *src);
 
 uint64_t uffd_fetch_get_offset(const struct uffd_fetch *fetch);
 size_t uffd_fetch_get_length(const struct uffd_fetch *fetch);
@@ -692,7 +701,8 @@ enum uffd_stop_policy {
 	UFFD_STOP_POISON,      /* poison their pages (SIGBUS) */
 };
 
-/* Reports a failed fetch: the region, the byte offset in it, the errno. */
+/* Reports a failed fetch: the region, the byte offset in it, and the
+ * error as a negative errno (-EIO...). */
 typedef void (*uffd_error_fn)(void *arg, struct uffd_region *region,
 			      uint64_t offset, int err);
 /* Hands over the userfaultfd of a forked child (EVENT_FORK); the callee
@@ -734,7 +744,7 @@ struct uffd_handle *uffd_loop_get_handle(const struct uffd_loop *loop);
  * now on. Errors: those of uffd_handle_register(); -EINVAL: no range, MISSING
  * mode with neither a source nor a fault callback, overlap with another
  * region, a range over mappings of different kinds, a source smaller than
- * the region. */
+ * the region; -ENOTSUP: a move source on a kernel without UFFDIO_MOVE. */
 int uffd_loop_add_region(struct uffd_loop *loop,
 			 const struct uffd_region_config *cfg,
 			 struct uffd_region **region);
@@ -786,9 +796,15 @@ struct uffd_loop_stats {
 	/* Fault read to fault resolved: bucket i counts latencies in
 	 * [2^i, 2^(i+1)) microseconds (bucket 0 also below 1 us). */
 	uint64_t latency_us_log2[UFFD_LATENCY_BUCKETS];
+	/* Windows whose fetch failed and were fetched again page by page
+	 * (only pages that still fail count in fetch_failures). */
+	uint64_t fetch_retries;
 };
 /* Fills stats (size = sizeof(struct uffd_loop_stats), so the struct may grow
- * compatibly). -EINVAL: NULL or a size larger than this library knows. */
+ * compatibly). While workers run the figures are a moment's reading (a
+ * page is counted just after the ioctl that wakes its thread); once
+ * uffd_loop_stop() has returned they are exact.
+ * -EINVAL: NULL or a size larger than this library knows. */
 int uffd_loop_get_stats(struct uffd_loop *loop, struct uffd_loop_stats *stats,
 			size_t size);
 
@@ -806,8 +822,10 @@ struct uffd_sigbus;
 /* -EINVAL: handle lacks UFFD_FEAT_SIGBUS; -ENOMEM. */
 int uffd_sigbus_new(struct uffd_handle *handle, struct uffd_sigbus **sigbus);
 /* Adds a region (range, modes MISSING and/or MINOR, a buffer, fd or zero
- * source, alias, readahead; not callbacks, prefetch or custom sources:
- * -ENOTSUP) and registers it. Errors as uffd_loop_add_region(). */
+ * source, alias, readahead) and registers it. Errors as
+ * uffd_loop_add_region(), and -ENOTSUP: WP mode, a fault callback,
+ * prefetch, recording, a remote region, a move, custom or NBD source;
+ * -ENOSPC: 256 regions are served in-thread already. */
 int uffd_sigbus_add_region(struct uffd_sigbus *sigbus,
 			   const struct uffd_region_config *cfg);
 /* Unregisters its regions, restores the previous handler when it is the

@@ -501,16 +501,21 @@ static int worker_run(struct uffd_worker *w)
 	struct uffd_loop *loop = w->loop;
 	int ret = 0;
 
+	bool stalled = false;
+
 	while (!atomic_load(&loop->stopping)) {
 		/* with background work left, only look for events; when the
-		 * prefetch depth is full, sleep until something completes */
-		bool background = uffd_serve_prefetch_wanted(loop);
+		 * prefetch depth is full, or what is left is on its way
+		 * already, sleep until something happens */
+		bool background = !stalled && uffd_serve_prefetch_wanted(loop);
 
 		ret = loop->driver->wait_and_serve(w, background ? 0 : -1);
 		if (ret < 0)
 			break;
-		if (ret == 0 && background)
-			uffd_serve_prefetch(w);
+		if (ret > 0)
+			stalled = false;
+		else if (background)
+			stalled = !uffd_serve_prefetch(w);
 		ret = 0;
 	}
 	return ret;

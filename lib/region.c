@@ -265,6 +265,12 @@ int uffd_region_create(struct uffd_loop *loop,
 		ret = uffd_err(EINVAL, "a move source serves only anonymous "
 				       "private regions, at a page-aligned "
 				       "offset");
+	/* MOVE came with Linux 6.8: on older kernels every fault would fail
+	 * and lose the data to the failure policy */
+	if (!ret && cfg->src && cfg->src->kind == UFFD_SOURCE_MOVE &&
+	    !(uffd_handle_get_supported_features(loop->h) & UFFD_FEAT_MOVE))
+		ret = uffd_err(ENOTSUP, "a move source needs UFFDIO_MOVE, "
+					"which this kernel lacks (Linux 6.8+)");
 	if (!ret && (r->start % r->page_size || r->len % r->page_size))
 		ret = uffd_errf(EINVAL, "the region must be aligned to its "
 				"%zu KiB pages", r->page_size / 1024);

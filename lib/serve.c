@@ -342,7 +342,6 @@ static void complete_request(struct uffd_worker *w, struct uffd_request *req)
 		size_t keep = req->fault_page != SIZE_MAX ? req->fault_page
 							  : req->page;
 		struct uffd_region *r = req->region;
-
 		uintptr_t first = page_addr(r, req->page);
 		size_t len = req->npages << r->page_shift;
 
@@ -355,6 +354,7 @@ static void complete_request(struct uffd_worker *w, struct uffd_request *req)
 		req->page = keep;
 		req->npages = 1;
 		pthread_mutex_unlock(&w->loop->slots_lock);
+		w->stats.fetch_retries++;
 		wake(w->loop, first, len);
 		start_fetch(w, req);
 		return;
@@ -527,7 +527,11 @@ static size_t readahead_window(struct uffd_region *r, size_t page)
 	size_t win = atomic_load(&r->ra_window), n = 1;
 
 	if (r->ra_adaptive) {
-		if (page == atomic_load(&r->ra_next))
+		/* Sequential: the fault follows the last window, or the page
+		 * before it is resolved already (a thread following the
+		 * prefetch frontier, whose windows never set ra_next). */
+		if (page == atomic_load(&r->ra_next) ||
+		    (page && uffd_region_test(r, page - 1)))
 			win = win * 2 > r->ra_max ? r->ra_max : win * 2;
 		else
 			win = r->ra_max < LOOP_RA_START ? r->ra_max
@@ -915,7 +919,7 @@ int uffd_serve_ready(struct uffd_worker *w)
 
 /* The next page to prefetch in r: the recorded order first, then in
  * address order; SIZE_MAX when all are done. */
-static size_t next_missing(struct uffd_region *r)
+static size_t next_missing(struct uffd_region *r, bool *wrapped)
 {
 	size_t pos;
 
@@ -926,13 +930,19 @@ static size_t next_missing(struct uffd_region *r)
 		if (page < r->npages && !uffd_region_test(r, page))
 			return page;
 	}
-	for (size_t p = atomic_load(&r->prefetch_cursor); p < r->npages; p++) {
+	/* From the cursor to the end, then from the start: pages behind the
+	 * cursor can be missing again (a failed window leaves all but one of
+	 * its pages for later, a REMOVE drops pages). */
+	for (size_t i = 0, c = atomic_load(&r->prefetch_cursor);
+	     i < r->npages; i++) {
+		size_t p = (c + i) % r->npages;
+
 		if (!uffd_region_test(r, p)) {
+			*wrapped = p < c;
 			atomic_store(&r->prefetch_cursor, p);
 			return p;
 		}
 	}
-	atomic_store(&r->prefetch_cursor, r->npages);
 	return SIZE_MAX;
 }
 
@@ -962,12 +972,12 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 {
 	size_t max = LOOP_MAX_WINDOW_BYTES >> r->page_shift, page, n;
 	struct uffd_request *req;
-	bool busy;
+	bool busy, wrapped = false;
 
 	if (!r->prefetch || r->dead || !r->active || !r->src ||
 	    uffd_region_complete(r))
 		return false;
-	page = next_missing(r);
+	page = next_missing(r, &wrapped);
 	if (page == SIZE_MAX)
 		return false;
 	if (max > LOOP_PREFETCH_PAGES)
@@ -980,11 +990,14 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 	}
 	req = request_claim(w->loop, r, page, &n, &busy);
 	if (!req) {
-		/* being fetched already: look further on next time */
+		/* being fetched already: look further next time; if the
+		 * search went round, all that is left is on its way, so
+		 * nothing is to be done until something completes */
 		if (busy)
 			atomic_store(&r->prefetch_cursor, page + 1);
-		return busy;
+		return busy && !wrapped;
 	}
+	atomic_store(&r->prefetch_cursor, page + n);
 	req->fault_page = SIZE_MAX;
 	req->prefetch = true;
 	atomic_fetch_add(&w->loop->prefetch_inflight, 1);

@@ -120,6 +120,11 @@ UFFD_EXPORT void uffd_source_free(struct uffd_source *src)
 	free(src);
 }
 
+UFFD_EXPORT uint64_t uffd_source_get_size(const struct uffd_source *src)
+{
+	return src ? uffd_source_size(src) : 0;
+}
+
 uint64_t uffd_source_size(const struct uffd_source *src)
 {
 	switch (src->kind) {

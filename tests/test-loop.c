@@ -2374,6 +2374,94 @@ START_TEST(fail_in_readahead_spares_faulting_page)
 }
 END_TEST
 
+/* Every fetch fails, completed later on another thread (so prefetch
+ * windows are still in flight while the cursor moves on): the windows are
+ * cut to one page and their other pages left for later. Those must still
+ * be fetched and settled by the policy: the restore completes instead of
+ * spinning forever. */
+struct failing_src {
+	int pipe[2];
+	atomic_uint fetches;
+	pthread_t thread;
+};
+
+/* Holds the first fetch until a second one comes (the prefetch cursor
+ * has moved past the first window by then), then fails both, and every
+ * later one at once. */
+static void *failing_src_main(void *arg)
+{
+	struct failing_src *fs = arg;
+	struct uffd_fetch *f, *held = NULL;
+	bool released = false;
+
+	while (read(fs->pipe[0], &f, sizeof(f)) == sizeof(f)) {
+		if (!held && !released) {
+			held = f;
+			continue;
+		}
+		if (held)
+			uffd_fetch_complete(held, -EIO);
+		held = NULL;
+		released = true;
+		uffd_fetch_complete(f, -EIO);
+	}
+	return NULL;
+}
+
+static int fail_every_fetch(void *arg, struct uffd_fetch *f)
+{
+	struct failing_src *fs = arg;
+
+	atomic_fetch_add(&fs->fetches, 1);
+	return write(fs->pipe[1], &f, sizeof(f)) == sizeof(f) ? 0 : -EIO;
+}
+
+START_TEST(prefetch_of_failing_windows_completes)
+{
+	static const struct uffd_source_ops ops = { .fetch = fail_every_fetch };
+	size_t ps = test_page(), n = 256, len = n * ps;
+	struct uffd_loop_config *lc;
+	LOOP_CONFIG(lc, _i, 1);
+	struct uffd_handle *h = open_handle();
+	unsigned char *p = map_anon(len);
+	struct uffd_region_config *cfg;
+	struct uffd_loop_stats st;
+	struct uffd_loop *loop;
+	struct uffd_source *s;
+	struct failing_src fs = { .fetches = 0 };
+
+	ck_assert_int_eq(pipe2(fs.pipe, O_CLOEXEC), 0);
+	ck_assert_int_eq(pthread_create(&fs.thread, NULL, failing_src_main, &fs),
+			 0);
+	ck_assert_int_eq(uffd_loop_config_set_fail_policy(lc, UFFD_FAIL_ZERO),
+			 0);
+	ck_assert_int_eq(uffd_source_new_custom(&ops, &fs, &s), 0);
+	ck_assert_uint_eq(uffd_source_get_size(s), UINT64_MAX);
+	loop = new_loop(h, lc);
+	cfg = region_cfg(p, len, s, 0);
+	uffd_source_free(s);
+	ck_assert_int_eq(uffd_region_config_set_prefetch(cfg, true), 0);
+	add_region(loop, cfg);
+	start_loop(loop);
+	/* a bound, not a synchronisation: the restore ends by itself */
+	ck_assert_msg(uffd_loop_wait_complete(loop, 50000) == 0,
+		      "wait_complete: %s", uffd_last_error());
+	ck_assert_int_eq(uffd_loop_stop(loop), 0);
+	ck_assert_int_eq(uffd_loop_get_stats(loop, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.pages_zeroed, n);
+	ck_assert_uint_eq(st.fetch_failures, n);
+	ck_assert_uint_gt(st.fetch_retries, 0);
+	ck_assert_uint_eq(atomic_load(&fs.fetches), n + st.fetch_retries);
+	ck_assert(all_zero(p, len));
+	uffd_loop_free(loop);
+	close(fs.pipe[1]);
+	pthread_join(fs.thread, NULL);
+	close(fs.pipe[0]);
+	uffd_handle_free(h);
+	munmap(p, len);
+}
+END_TEST
+
 /* ========================================================================
  * 9. Statistics, working-set record and replay
  * ======================================================================== */
@@ -2866,6 +2954,17 @@ START_TEST(errors_sources_and_region_config)
 	ck_assert_uffd_err(uffd_source_new_fd(0, UINT64_MAX, 2, &s), EINVAL,
 			   "overflow");
 	ck_assert_uffd_err(uffd_source_new_zero(NULL), EINVAL, "NULL");
+	ck_assert_uint_eq(uffd_source_get_size(NULL), 0);
+	ck_assert_int_eq(uffd_source_new_buffer(buf, 16, &s), 0);
+	ck_assert_uint_eq(uffd_source_get_size(s), 16);
+	uffd_source_free(s);
+	ck_assert_int_eq(uffd_source_new_fd(0, 4096, 8192, &s), 0);
+	ck_assert_uint_eq(uffd_source_get_size(s), 8192);
+	uffd_source_free(s);
+	ck_assert_int_eq(uffd_source_new_zero(&s), 0);
+	ck_assert_uint_eq(uffd_source_get_size(s), UINT64_MAX);
+	uffd_source_free(s);
+	s = NULL;
 	ck_assert_uffd_err(uffd_source_new_custom(NULL, NULL, &s), EINVAL,
 			   "NULL ops");
 	ck_assert_uffd_err(uffd_source_new_custom(&no_fetch, NULL, &s), EINVAL,
@@ -3913,6 +4012,8 @@ static Suite *loop_suite(void)
 	tcase_add_loop_test(tc, fail_zero_reads_zeros, 0, NDRIVERS * FM_COUNT);
 	tcase_add_loop_test(tc, fail_poison_sigbus_in_thread, 0,
 			    NDRIVERS * FM_COUNT);
+	tcase_add_loop_test(tc, prefetch_of_failing_windows_completes, 0,
+			    NDRIVERS);
 	tcase_add_loop_test(tc, fail_in_readahead_spares_faulting_page, 0,
 			    NDRIVERS);
 	suite_add_tcase(s, tc);
