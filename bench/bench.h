@@ -19,6 +19,7 @@ struct bench_opts {
 	bool quick;
 	bool json;
 	unsigned reps;          /* measured repetitions, after one warm-up */
+	unsigned restore_reps;  /* the same for the (long) restore runs */
 	unsigned rt_faults;     /* faults per round-trip run */
 	unsigned tp_faults;     /* faults per throughput run */
 	size_t restore_bytes;   /* image size for lazy restore */

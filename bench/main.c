@@ -15,8 +15,9 @@
 
 struct bench_opts opts = {
 	.reps = 5,
-	.rt_faults = 10000,
-	.tp_faults = 20000,
+	.restore_reps = 3,
+	.rt_faults = 5000,
+	.tp_faults = 10000,
 	.restore_bytes = (size_t)1 << 30,
 	.hugepages = 32,
 	.dir = "/var/tmp",
@@ -87,13 +88,14 @@ static void parse(int argc, char **argv)
 	}
 	if (opts.quick) {
 		opts.reps = 2;
+		opts.restore_reps = 1;
 		opts.rt_faults = 300;
 		opts.tp_faults = 1000;
 		opts.restore_bytes = (size_t)32 << 20;
 		opts.hugepages = 4;
 	}
 	if (reps > 0)
-		opts.reps = (unsigned)reps;
+		opts.reps = opts.restore_reps = (unsigned)reps;
 	if (mib > 0)
 		opts.restore_bytes = (size_t)mib << 20;
 }

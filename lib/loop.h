@@ -23,6 +23,7 @@
 #define LOOP_PREFETCH_PAGES 64 /* pages per background prefetch step */
 #define LOOP_RA_START 4        /* adaptive readahead's first window */
 #define LOOP_PREFETCH_DEPTH 8  /* background requests in flight at most */
+#define LOOP_ADVISE_BYTES (8u << 20) /* kernel readahead ahead of prefetch */
 
 struct uffd_loop;
 
@@ -55,6 +56,7 @@ struct uffd_region {
 	/* prefetch */
 	bool prefetch;
 	_Atomic size_t prefetch_cursor;
+	_Atomic size_t advised;  /* file source: readahead asked up to here */
 	uint64_t *order;
 	size_t norder;
 	_Atomic size_t order_pos;

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -968,6 +969,34 @@ static size_t prefetch_window(struct uffd_region *r, size_t page, size_t max)
 	return n;
 }
 
+/*
+ * A file source is read in order by prefetch: ask the kernel to read the
+ * next few MiB ahead (POSIX_FADV_WILLNEED starts the I/O and returns), so
+ * a cold image streams from the disk while the worker copies what has
+ * arrived, and faults in between find their pages on the way.
+ */
+static void prefetch_advise(struct uffd_region *r, size_t page)
+{
+	size_t ahead = LOOP_ADVISE_BYTES >> r->page_shift;
+	size_t from = atomic_load(&r->advised), to;
+
+	if (r->src->kind != UFFD_SOURCE_FD || r->norder)
+		return;
+	if (from < page || from > page + 2 * ahead)
+		from = page; /* the cursor jumped: start over from it */
+	else if (from > page + ahead)
+		return; /* far enough ahead still */
+	to = page + 2 * ahead < r->npages ? page + 2 * ahead : r->npages;
+	if (to <= from)
+		return;
+	atomic_store(&r->advised, to);
+	posix_fadvise(r->src->fd,
+		      (off_t)(r->src->fd_offset + r->src_offset +
+			      ((uint64_t)from << r->page_shift)),
+		      (off_t)((uint64_t)(to - from) << r->page_shift),
+		      POSIX_FADV_WILLNEED);
+}
+
 static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 {
 	size_t max = LOOP_MAX_WINDOW_BYTES >> r->page_shift, page, n;
@@ -998,6 +1027,7 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 		return busy && !wrapped;
 	}
 	atomic_store(&r->prefetch_cursor, page + n);
+	prefetch_advise(r, page + n);
 	req->fault_page = SIZE_MAX;
 	req->prefetch = true;
 	atomic_fetch_add(&w->loop->prefetch_inflight, 1);
