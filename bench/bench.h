@@ -78,6 +78,7 @@ void bench_machine_describe(char *buf, size_t size);
 /* mem.c */
 void *bench_map_anon(size_t len);
 void bench_unmap(void *addr, size_t len);
+void bench_prewarm(size_t len);
 uint64_t bench_rss_anon_kib(void);
 uint64_t bench_hwm_kib(void);
 void bench_reset_hwm(void);

@@ -159,7 +159,7 @@ static void touch_order(char *mem, const uint32_t *order, size_t from,
 }
 
 struct restore_time {
-	double first_us; /* until the first touched page was readable */
+	double first_ms; /* until the first touched page was readable */
 	double total_s;  /* until the whole image was in memory */
 };
 
@@ -177,7 +177,7 @@ static struct restore_time restore_read(const struct image *img, int order)
 			bench_die("read() of the image: %s", strerror(errno));
 	}
 	touch_order(mem, img->order[order], 0, 1);
-	t.first_us = (double)(bench_now_ns() - t0) / 1e3;
+	t.first_ms = (double)(bench_now_ns() - t0) / 1e6;
 	touch_order(mem, img->order[order], 1, img->len / PAGE);
 	t.total_s = (double)(bench_now_ns() - t0) / 1e9;
 	verify(img, mem, "read()");
@@ -237,7 +237,7 @@ static struct restore_time restore_lazy(const struct image *img, int order,
 	if (uffd_loop_start(lz.loop))
 		bench_die("loop start: %s", uffd_last_error());
 	touch_order(lz.mem, img->order[order], 0, 1);
-	t.first_us = (double)(bench_now_ns() - t0) / 1e3;
+	t.first_ms = (double)(bench_now_ns() - t0) / 1e6;
 	touch_order(lz.mem, img->order[order], 1, img->len / PAGE);
 	if (uffd_loop_wait_complete(lz.loop, -1))
 		bench_die("wait_complete: %s", uffd_last_error());
@@ -257,9 +257,9 @@ static void record(const char *group, const char *name,
 	struct bench_row *ft;
 
 	snprintf(first, sizeof(first), "%s: 1st touch", name);
-	ft = bench_row(group, first, "us", BENCH_TIME);
+	ft = bench_row(group, first, "ms", BENCH_TIME);
 	bench_add(rate, (double)img->len / t.total_s / 1e9);
-	bench_add(ft, t.first_us);
+	bench_add(ft, t.first_ms);
 	if (strcmp(name, "read()")) {
 		bench_row_refs(rate, "read()", rate->ref[1]);
 		bench_row_refs(ft, "read(): 1st touch", NULL);
@@ -278,49 +278,79 @@ static bool have_uring(void)
 	return ok;
 }
 
-static void restore_group(const struct image *img, int order, bool warm)
+/* One way to restore the image: read(), or the loop with a driver,
+ * readahead mode and number of workers. */
+struct restore_way {
+	char name[64];
+	bool lazy;
+	enum uffd_loop_driver drv;
+	const struct ra_mode *ra;
+	unsigned workers;
+};
+
+static size_t restore_ways(struct restore_way *ways)
 {
 	static const char *drv_name[2] = { "poll", "io_uring" };
 	unsigned ndrv = have_uring() ? 2 : 1, ncpus = (unsigned)bench_ncpus();
-	char group[128], name[96];
+	size_t n = 0;
+
+	ways[n++] = (struct restore_way){ .name = "read()" };
+	for (unsigned d = 0; d < ndrv; d++) {
+		for (size_t m = 0; m < 3; m++) {
+			ways[n] = (struct restore_way){
+				.lazy = true, .drv = d ? UFFD_DRIVER_URING
+						       : UFFD_DRIVER_POLL,
+				.ra = &ra_modes[m], .workers = 1 };
+			snprintf(ways[n++].name, sizeof(ways[0].name), "%s, %s",
+				 drv_name[d], ra_modes[m].name);
+		}
+		if (ncpus < 2)
+			continue;
+		ways[n] = (struct restore_way){
+			.lazy = true, .drv = d ? UFFD_DRIVER_URING
+					       : UFFD_DRIVER_POLL,
+			.ra = &ra_modes[2], .workers = ncpus };
+		snprintf(ways[n++].name, sizeof(ways[0].name),
+			 "%s, RA adaptive, %u workers", drv_name[d], ncpus);
+	}
+	return n;
+}
+
+static void restore_group(const struct image *img, int order, bool warm)
+{
+	struct restore_way ways[16];
+	size_t n = restore_ways(ways);
+	char group[128];
+	/* one warm-up for the scenario, not per group: each run maps fresh
+	 * memory for the whole image, so the full run stays short */
+	static bool warmed;
 
 	snprintf(group, sizeof(group), "3 lazy restore %zu MiB: %s, %s",
 		 img->len >> 20, order_name[order],
 		 warm ? "page cache (warm)" : "cold file");
 	bench_progress("%s", group);
-	/* Each run maps fresh memory for the whole image; one warm-up for
-	 * the scenario, not per group, keeps the full run short. */
-	static bool warmed;
+	for (size_t i = 0; i < n; i++) { /* rows in table order */
+		char first[128];
 
+		snprintf(first, sizeof(first), "%.64s: 1st touch", ways[i].name);
+		bench_row(group, ways[i].name, "GB/s", BENCH_RATE);
+		bench_row(group, first, "ms", BENCH_TIME);
+	}
 	for (unsigned r = warmed ? 1 : 0; r <= opts.restore_reps; r++) {
-		struct restore_time t;
-
 		warmed = true;
-		image_cache(img, warm);
-		t = restore_read(img, order);
-		if (r)
-			record(group, "read()", img, t);
-		for (unsigned d = 0; d < ndrv; d++) {
-			enum uffd_loop_driver drv = d ? UFFD_DRIVER_URING
-						      : UFFD_DRIVER_POLL;
+		/* each repetition starts one way further on, so no way is
+		 * always the one after the same neighbour */
+		for (size_t i = 0; i < n; i++) {
+			const struct restore_way *w = &ways[(i + r) % n];
+			struct restore_time t;
 
-			for (size_t m = 0; m < 3; m++) {
-				image_cache(img, warm);
-				t = restore_lazy(img, order, drv, &ra_modes[m],
-						 1);
-				snprintf(name, sizeof(name), "%s, %s",
-					 drv_name[d], ra_modes[m].name);
-				if (r)
-					record(group, name, img, t);
-			}
-			if (ncpus < 2)
-				continue;
 			image_cache(img, warm);
-			t = restore_lazy(img, order, drv, &ra_modes[2], ncpus);
-			snprintf(name, sizeof(name), "%s, RA adaptive, %u "
-				 "workers", drv_name[d], ncpus);
+			bench_prewarm(img->len);
+			t = w->lazy ? restore_lazy(img, order, w->drv, w->ra,
+						   w->workers)
+				    : restore_read(img, order);
 			if (r)
-				record(group, name, img, t);
+				record(group, w->name, img, t);
 		}
 	}
 }
@@ -436,9 +466,11 @@ void scenario_memory(void)
 
 		memory_overhead(idle, done);
 		image_cache(&img, true);
+		bench_prewarm(img.len);
 		bench_reset_hwm();
 		restore_read(&img, 0);
 		hwm_read = bench_hwm_kib();
+		bench_prewarm(img.len);
 		bench_reset_hwm();
 		restore_lazy(&img, 0, UFFD_DRIVER_POLL, &ra_modes[2], 1);
 		hwm_lazy = bench_hwm_kib();

@@ -18,6 +18,10 @@
 
 #include "bench.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 static cpu_set_t saved_cpus;
 
 void bench_pin_self(int cpu)
@@ -97,6 +101,22 @@ void *bench_map_anon(size_t len)
 	if (p == MAP_FAILED)
 		bench_die("mmap of %zu bytes: %s", len, strerror(errno));
 	return p;
+}
+
+/*
+ * On a VM with free page reporting (virtio-balloon), guest memory that
+ * stayed free for a couple of seconds goes back to the host, and its next
+ * first touch costs a host fault per page: that would charge whichever
+ * run comes after an idle moment. Touching and freeing len bytes just
+ * before a run hands it memory the host backs, whichever run it is.
+ */
+void bench_prewarm(size_t len)
+{
+	char *p = bench_map_anon(len);
+
+	if (madvise(p, len, MADV_POPULATE_WRITE))
+		memset(p, 0, len);
+	munmap(p, len);
 }
 
 void bench_unmap(void *addr, size_t len)

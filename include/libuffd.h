@@ -647,7 +647,8 @@ int uffd_region_config_set_fault_callback(struct uffd_region_config *cfg,
 					  uffd_fault_fn fn, void *arg);
 /* Readahead: fill up to max_pages missing pages from the faulting one on
  * (0: only the faulting page). adaptive: start small and grow the window
- * while faults are sequential. */
+ * while faults are sequential; with prefetch on, every page is fetched
+ * anyway, so an adaptive window is max_pages from the first fault. */
 int uffd_region_config_set_readahead(struct uffd_region_config *cfg,
 				     size_t max_pages, bool adaptive);
 /* Fill the rest of the region in the background while the loop is idle,

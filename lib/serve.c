@@ -527,7 +527,11 @@ static size_t readahead_window(struct uffd_region *r, size_t page)
 {
 	size_t win = atomic_load(&r->ra_window), n = 1;
 
-	if (r->ra_adaptive) {
+	if (r->ra_adaptive && r->prefetch) {
+		/* prefetch fetches every page anyway: a larger window wastes
+		 * no I/O, and saves faults */
+		win = r->ra_max;
+	} else if (r->ra_adaptive) {
 		/* Sequential: the fault follows the last window, or the page
 		 * before it is resolved already (a thread following the
 		 * prefetch frontier, whose windows never set ra_next). */
