@@ -23,7 +23,7 @@
 #define LOOP_PREFETCH_PAGES 64 /* pages per background prefetch step */
 #define LOOP_RA_START 4        /* adaptive readahead's first window */
 #define LOOP_PREFETCH_DEPTH 8  /* background requests in flight at most */
-#define LOOP_ADVISE_BYTES (8u << 20) /* kernel readahead ahead of prefetch */
+#define LOOP_ADVISE_BYTES (32u << 20) /* kernel readahead ahead of prefetch */
 
 struct uffd_loop;
 
