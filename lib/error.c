@@ -4,6 +4,7 @@
  * never see each other's messages (and no lock is needed).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -42,8 +43,17 @@ UFFD_EXPORT const char *uffd_version(void)
 
 size_t uffd_page_size(void)
 {
-	/* glibc answers from the auxiliary vector: no syscall, no cache. */
-	return (size_t)sysconf(_SC_PAGESIZE);
+	/* Asked on every fault. The answer is fixed for the life of the
+	 * process, so it is kept after the first call; a relaxed atomic makes
+	 * the (idempotent) first store race-free and signal-safe. */
+	static _Atomic size_t page;
+	size_t p = atomic_load_explicit(&page, memory_order_relaxed);
+
+	if (!p) {
+		p = (size_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&page, p, memory_order_relaxed);
+	}
+	return p;
 }
 
 int uffd_range_from(const void *addr, size_t len, uintptr_t *start,

@@ -145,6 +145,7 @@ struct uffd_loop {
 	/* requests in flight */
 	pthread_mutex_t slots_lock;
 	struct uffd_request slots[LOOP_SLOTS];
+	size_t slots_used;       /* in_use slots (under slots_lock) */
 	/* completions from other threads (custom sources) */
 	_Atomic(struct uffd_request *) done_head;
 	int done_efd;

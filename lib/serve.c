@@ -47,12 +47,16 @@ static struct uffd_request *request_claim(struct uffd_loop *loop,
 					  size_t *n, bool *busy)
 {
 	struct uffd_request *free_slot = NULL;
+	size_t seen = 0;
 
 	*busy = false;
 	pthread_mutex_lock(&loop->slots_lock);
-	for (size_t i = 0; i < LOOP_SLOTS; i++) {
+	/* every slot in use is looked at, and the first free one taken */
+	for (size_t i = 0; i < LOOP_SLOTS &&
+			   (seen < loop->slots_used || !free_slot); i++) {
 		struct uffd_request *q = &loop->slots[i];
 
+		seen += q->in_use;
 		if (window_overlaps(q, r, page, 1)) {
 			*busy = true;
 			free_slot = NULL;
@@ -67,6 +71,7 @@ static struct uffd_request *request_claim(struct uffd_loop *loop,
 		if (uffd_region_test(r, page + k))
 			*n = k;
 	if (free_slot) {
+		loop->slots_used++;
 		free_slot->in_use = true;
 		free_slot->region = r;
 		free_slot->page = page;
@@ -82,6 +87,7 @@ static void request_release(struct uffd_request *req)
 		atomic_fetch_sub(&req->loop->prefetch_inflight, 1);
 	pthread_mutex_lock(&req->loop->slots_lock);
 	req->in_use = false;
+	req->loop->slots_used--;
 	pthread_mutex_unlock(&req->loop->slots_lock);
 }
 
