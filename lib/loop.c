@@ -295,8 +295,10 @@ UFFD_EXPORT int uffd_loop_add_region(struct uffd_loop *loop,
 	if (region)
 		*region = r;
 	/* a sleeping worker may have background work now: wake one */
-	if (r->prefetch)
+	if (r->prefetch) {
+		atomic_store(&loop->any_prefetch, true);
 		eventfd_write(loop->done_efd, 1);
+	}
 	return 0;
 }
 

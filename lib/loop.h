@@ -149,6 +149,7 @@ struct uffd_loop {
 	/* completions from other threads (custom sources) */
 	_Atomic(struct uffd_request *) done_head;
 	int done_efd;
+	_Atomic bool any_prefetch; /* a prefetching region was ever added */
 	_Atomic unsigned prefetch_inflight;
 	int pagemap; /* /proc/self/pagemap, to tell a stale fault */
 	/* stopping */

@@ -1049,7 +1049,10 @@ bool uffd_serve_prefetch_wanted(struct uffd_loop *loop)
 {
 	bool pending = false;
 
-	if (atomic_load(&loop->prefetch_inflight) >= LOOP_PREFETCH_DEPTH)
+	/* asked before every wait: most loops never prefetch, and they
+	 * should not pay the regions lock for it */
+	if (!atomic_load_explicit(&loop->any_prefetch, memory_order_relaxed) ||
+	    atomic_load(&loop->prefetch_inflight) >= LOOP_PREFETCH_DEPTH)
 		return false;
 	pthread_rwlock_rdlock(&loop->regions_lock);
 	for (size_t i = 0; i < loop->nregions && !pending; i++) {
