@@ -73,6 +73,7 @@ void bench_die(const char *fmt, ...)
 void bench_pin_self(int cpu);
 void bench_unpin_self(void);
 int bench_ncpus(void);
+bool bench_have_uring(void);
 void bench_machine_describe(char *buf, size_t size);
 
 /* mem.c */

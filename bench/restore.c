@@ -266,18 +266,6 @@ static void record(const char *group, const char *name,
 	}
 }
 
-static bool have_uring(void)
-{
-	struct uffd_loop_config *lc;
-	bool ok;
-
-	if (uffd_loop_config_new(&lc))
-		return false;
-	ok = uffd_loop_config_set_driver(lc, UFFD_DRIVER_URING) == 0;
-	uffd_loop_config_free(lc);
-	return ok;
-}
-
 /* One way to restore the image: read(), or the loop with a driver,
  * readahead mode and number of workers. */
 struct restore_way {
@@ -291,7 +279,7 @@ struct restore_way {
 static size_t restore_ways(struct restore_way *ways)
 {
 	static const char *drv_name[2] = { "poll", "io_uring" };
-	unsigned ndrv = have_uring() ? 2 : 1, ncpus = (unsigned)bench_ncpus();
+	unsigned ndrv = bench_have_uring() ? 2 : 1, ncpus = (unsigned)bench_ncpus();
 	size_t n = 0;
 
 	ways[n++] = (struct restore_way){ .name = "read()" };

@@ -229,18 +229,6 @@ double rt_run_sigbus(const struct rt_case *c)
 #define ROW_RAW "raw loop"
 #define ROW_TOUCH "no uffd, first touch"
 
-static bool have_uring(void)
-{
-	struct uffd_loop_config *lc;
-	bool ok;
-
-	if (uffd_loop_config_new(&lc))
-		return false;
-	ok = uffd_loop_config_set_driver(lc, UFFD_DRIVER_URING) == 0;
-	uffd_loop_config_free(lc);
-	return ok;
-}
-
 /* One repetition of every implementation, in a fixed order. */
 static void rt_case_once(const char *group, const struct rt_case *c,
 			 int pin, bool record)
@@ -258,14 +246,14 @@ static void rt_case_once(const char *group, const struct rt_case *c,
 	v[0] = rt_run_raw(c, pin) / 1000;
 	v[1] = rt_run_loop(c, UFFD_DRIVER_POLL, pin) / 1000;
 	v[2] = rt_run_first_touch(c) / 1000;
-	if (c->op == RAW_COPY && !c->huge && have_uring())
+	if (c->op == RAW_COPY && !c->huge && bench_have_uring())
 		v[3] = rt_run_loop(c, UFFD_DRIVER_URING, pin) / 1000;
 	if (!record)
 		return;
 	bench_add(raw, v[0]);
 	bench_add(loop, v[1]);
 	bench_add(touch, v[2]);
-	if (c->op == RAW_COPY && !c->huge && have_uring()) {
+	if (c->op == RAW_COPY && !c->huge && bench_have_uring()) {
 		struct bench_row *u = bench_row(group, ROW_URING, "us/fault",
 						BENCH_TIME);
 

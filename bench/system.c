@@ -16,6 +16,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <libuffd.h>
+
 #include "bench.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -247,4 +249,17 @@ uint64_t bench_touch(char *addr, size_t len, size_t page, bool write)
 			sum += (unsigned char)p[off];
 	}
 	return sum;
+}
+
+/* Whether this libuffd has the io_uring driver. */
+bool bench_have_uring(void)
+{
+	struct uffd_loop_config *lc;
+	bool ok;
+
+	if (uffd_loop_config_new(&lc))
+		return false;
+	ok = uffd_loop_config_set_driver(lc, UFFD_DRIVER_URING) == 0;
+	uffd_loop_config_free(lc);
+	return ok;
 }
