@@ -465,7 +465,8 @@ UFFD_EXPORT void uffd_loop_free(struct uffd_loop *loop)
 		uffd_region_destroy(loop->graveyard[i]);
 	for (size_t i = 0; i < LOOP_SLOTS; i++)
 		if (loop->slots[i].staging)
-			munmap(loop->slots[i].staging, LOOP_MAX_WINDOW_BYTES);
+			munmap(loop->slots[i].staging,
+			       loop->slots[i].staging_len);
 	if (loop->zero_page)
 		munmap(loop->zero_page, loop->zero_page_size);
 	free(loop->regions);
@@ -634,8 +635,15 @@ UFFD_EXPORT int uffd_loop_process(struct uffd_loop *loop)
 	if (ret < 0)
 		return ret;
 	n += ret;
-	if (!n && uffd_serve_prefetch_wanted(loop))
-		n += uffd_serve_prefetch(&loop->embed);
+	if (uffd_serve_prefetch_wanted(loop)) {
+		if (!n)
+			n += uffd_serve_prefetch(&loop->embed);
+		/* background work is left and nothing else would make the fd
+		 * readable again: keep it readable for the next step (not
+		 * when all that is left is on its way: a completion will) */
+		if (n && uffd_serve_prefetch_wanted(loop))
+			eventfd_write(loop->done_efd, 1);
+	}
 	return n;
 }
 

@@ -82,7 +82,8 @@ struct uffd_request {
 	bool prefetch;
 	bool in_use;
 	int result;
-	unsigned char *staging;  /* owned, LOOP_MAX_WINDOW_BYTES */
+	unsigned char *staging;  /* owned, made on first use */
+	size_t staging_len;      /* 1 MiB, or a huge page */
 	uint64_t t_start_ns;     /* fault read, for the latency histogram */
 	struct uffd_request *next_done; /* completion queue link */
 };

@@ -95,12 +95,22 @@ static void request_release(struct uffd_request *req)
  * expensive part of a fault on a VM. */
 static unsigned char *request_staging(struct uffd_request *req)
 {
+	/* a window is at most 1 MiB, or one page where pages are larger
+	 * (hugetlb) */
+	size_t need = req->region->page_size > LOOP_MAX_WINDOW_BYTES
+			      ? req->region->page_size
+			      : LOOP_MAX_WINDOW_BYTES;
+
+	if (req->staging && req->staging_len < need) {
+		munmap(req->staging, req->staging_len);
+		req->staging = NULL;
+	}
 	if (!req->staging) {
-		void *p = mmap(NULL, LOOP_MAX_WINDOW_BYTES,
-			       PROT_READ | PROT_WRITE,
+		void *p = mmap(NULL, need, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		req->staging = p == MAP_FAILED ? NULL : p;
+		req->staging_len = req->staging ? need : 0;
 	}
 	return req->staging;
 }
@@ -323,8 +333,11 @@ static int resolve_request(struct uffd_worker *w, struct uffd_request *req)
 		size_t pages = done >> r->page_shift;
 
 		account(w, r, uffd_region_mark(r, req->page, pages));
+		/* claims read the window under the lock: never half of it */
+		pthread_mutex_lock(&w->loop->slots_lock);
 		req->page += pages;
 		req->npages -= pages;
+		pthread_mutex_unlock(&w->loop->slots_lock);
 		if (req->staging && src == (uintptr_t)req->staging)
 			memmove(req->staging, req->staging + done, len - done);
 		return -EAGAIN;
@@ -557,6 +570,8 @@ static size_t readahead_window(struct uffd_region *r, size_t page)
 
 static void map_cached(struct uffd_worker *w, struct uffd_region *r,
 		       size_t page);
+static bool in_flight(struct uffd_loop *loop, const struct uffd_region *r,
+		      size_t page);
 
 static struct uffd_request *claim_or_wait(struct uffd_worker *w,
 					  struct uffd_region *r, size_t page,
@@ -605,8 +620,14 @@ static void serve_missing(struct uffd_worker *w, struct uffd_region *r,
 	w->stats.faults_missing++;
 	uffd_region_record(r, page);
 	n = readahead_window(r, page);
-	if (!n) { /* it reached the page cache meanwhile: just map it */
-		map_cached(w, r, page);
+	if (!n) {
+		/* in the page cache: being filled through the alias right now
+		 * (that request maps it and wakes this thread), or there for
+		 * good (map it) */
+		if (in_flight(w->loop, r, page))
+			w->stats.readahead_hits++;
+		else
+			map_cached(w, r, page);
 		return;
 	}
 	req = claim_or_wait(w, r, page, &n, &busy);
@@ -1023,7 +1044,13 @@ static bool prefetch_region(struct uffd_worker *w, struct uffd_region *r)
 		max = LOOP_PREFETCH_PAGES;
 	n = prefetch_window(r, page, max ? max : 1);
 	n = cut_at_cached(r, page, n);
-	if (!n) { /* in the page cache already: map it, nothing to fetch */
+	if (!n) {
+		/* in the page cache: being filled by a request now (never map
+		 * a half-filled page: look further next time), or for good */
+		if (in_flight(w->loop, r, page)) {
+			atomic_store(&r->prefetch_cursor, page + 1);
+			return !wrapped;
+		}
 		map_cached(w, r, page);
 		return true;
 	}

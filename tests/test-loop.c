@@ -1224,7 +1224,8 @@ static unsigned char *map_huge(size_t len, bool memfd, int *fd)
 static void hugetlb_run(int drv, const char *test, bool memfd)
 {
 	size_t len = 2 * HUGE_SZ;
-	unsigned char *src, *zeros;
+	unsigned char *src, *zeros, *img;
+	int img_fd;
 
 	if (!driver_built(drv, test))
 		return;
@@ -1234,14 +1235,18 @@ static void hugetlb_run(int drv, const char *test, bool memfd)
 	}
 	src = pattern(len, 9);
 	zeros = map_anon(len);
-	for (int zero = 0; zero < 2; zero++) {
+	img_fd = make_image(len, 9, &img);
+	/* buffer, zeros, and a file: read through a staging buffer that must
+	 * hold a whole huge page */
+	for (int kind = 0; kind < 3; kind++) {
 		int fd;
 		unsigned char *p = map_huge(len, memfd, &fd);
-		struct uffd_source *s = zero ? zero_source()
-					     : buffer_source(src, len);
+		struct uffd_source *s = kind == 1   ? zero_source()
+					: kind == 2 ? fd_source(img_fd, 0, len)
+						    : buffer_source(src, len);
 
 		serve_simple(drv, test, p, len, HUGE_SZ, s, 0,
-			     zero ? zeros : src);
+			     kind == 1 ? zeros : kind == 2 ? img : src);
 		uffd_source_free(s);
 		munmap(p, len);
 		if (fd >= 0)
@@ -1249,6 +1254,8 @@ static void hugetlb_run(int drv, const char *test, bool memfd)
 	}
 	munmap(src, len);
 	munmap(zeros, len);
+	munmap(img, len);
+	close(img_fd);
 }
 
 START_TEST(hugetlb_private_buffer_and_zero)
@@ -2592,6 +2599,39 @@ END_TEST
  * ======================================================================== */
 
 /* _i: driver * 2 + (0: buffer source, 1: file source). */
+/* Embedded, a restore by prefetch alone completes: each step leaves the
+ * loop's fd readable while background work is left. */
+START_TEST(embed_prefetch_completes)
+{
+	size_t ps = test_page(), n = 256, len = n * ps;
+	struct uffd_loop_config *lc;
+	LOOP_CONFIG(lc, _i, 1);
+	struct uffd_handle *h = open_handle();
+	unsigned char *p = map_anon(len), *src = pattern(len, 47);
+	struct uffd_source *s = buffer_source(src, len);
+	struct uffd_region_config *cfg = region_cfg(p, len, s, 0);
+	struct uffd_loop *loop = new_loop(h, lc);
+	struct pollfd pfd;
+
+	uffd_source_free(s);
+	ck_assert_int_eq(uffd_region_config_set_prefetch(cfg, true), 0);
+	add_region(loop, cfg);
+	pfd = (struct pollfd){ .fd = uffd_loop_get_fd(loop), .events = POLLIN };
+	while (uffd_loop_wait_complete(loop, 0) == -ETIMEDOUT) {
+		ck_assert_msg(poll(&pfd, 1, TEST_WAIT_MS) == 1,
+			      "[%s] the loop's fd stayed quiet with %zu of %zu "
+			      "pages prefetched", drivers[_i].name,
+			      (size_t)STAT(loop, prefetch_pages), n);
+		ck_assert_int_ge(uffd_loop_process(loop), 0);
+	}
+	check_mem(p, src, len, ps, "prefetched through uffd_loop_process()");
+	uffd_loop_free(loop);
+	uffd_handle_free(h);
+	munmap(p, len);
+	munmap(src, len);
+}
+END_TEST
+
 START_TEST(embed_poll_and_process)
 {
 	int drv = _i / 2;
@@ -3221,11 +3261,15 @@ END_TEST
  * page is in the page cache, half written): it must wait for the window,
  * not be mapped the half-written page.
  */
+/* _i: driver * 2 + prefetch. With prefetch, the idle worker's background
+ * step finds the pages being filled in the page cache too: it must leave
+ * them to the request that fills them. */
 START_TEST(minor_fault_waits_for_alias_fill)
 {
 	size_t ps = test_page(), n = 16, len = n * ps, at = 4 * ps + ps - 8;
+	bool prefetch = _i % 2;
 	struct uffd_loop_config *lc;
-	LOOP_CONFIG(lc, _i, 2);
+	LOOP_CONFIG(lc, _i / 2, 2);
 	struct uffd_handle *h = open_handle();
 	int fd = make_memfd(len);
 	unsigned char *p = map_fd(fd, len, true), *alias = map_fd(fd, len, true);
@@ -3249,6 +3293,7 @@ START_TEST(minor_fault_waits_for_alias_fill)
 			 0);
 	ck_assert_int_eq(uffd_region_config_set_alias(cfg, alias), 0);
 	ck_assert_int_eq(uffd_region_config_set_readahead(cfg, 8, false), 0);
+	ck_assert_int_eq(uffd_region_config_set_prefetch(cfg, prefetch), 0);
 	add_region(loop, cfg);
 	start_loop(loop);
 
@@ -4024,6 +4069,7 @@ static Suite *loop_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("embedding");
+	tcase_add_loop_test(tc, embed_prefetch_completes, 0, NDRIVERS);
 	tcase_add_loop_test(tc, embed_poll_and_process, 0, NDRIVERS * 2);
 	tcase_add_loop_test(tc, run_on_thread_stop_from_another, 0, NDRIVERS);
 	suite_add_tcase(s, tc);
@@ -4038,7 +4084,8 @@ static Suite *loop_suite(void)
 	tc = tcase_create("review");
 	tcase_add_loop_test(tc, failed_window_wakes_its_other_waiters, 0,
 			    NDRIVERS);
-	tcase_add_loop_test(tc, minor_fault_waits_for_alias_fill, 0, NDRIVERS);
+	tcase_add_loop_test(tc, minor_fault_waits_for_alias_fill, 0,
+			    NDRIVERS * 2);
 	tcase_add_loop_test(tc, failed_alias_window_leaves_no_garbage, 0,
 			    NDRIVERS);
 	tcase_add_loop_test(tc, stop_with_file_read_in_flight, 0, NDRIVERS);
