@@ -131,6 +131,11 @@ static size_t queue_reads(struct nbd_src *s, struct nbd_handle *h,
 	return done;
 }
 
+static bool conn_live(struct nbd_handle *h)
+{
+	return !nbd_aio_is_dead(h) && !nbd_aio_is_closed(h);
+}
+
 static int nbd_fetch(void *arg, struct uffd_fetch *fetch)
 {
 	struct nbd_src *s = arg;
@@ -157,6 +162,8 @@ static int nbd_fetch(void *arg, struct uffd_fetch *fetch)
 	atomic_init(&f->pending, 1);
 	atomic_init(&f->error, 0);
 	h = s->conn[uffd_fetch_is_urgent(fetch) ? s->nconn - 1 : CONN_BULK];
+	if (!conn_live(h)) /* the urgent connection died: the other serves */
+		h = s->conn[CONN_BULK];
 	queued = queue_reads(s, h, f, buf, off, avail, &err);
 	if (!queued) {
 		free(f);
@@ -172,11 +179,6 @@ static int nbd_fetch(void *arg, struct uffd_fetch *fetch)
 		eventfd_write(s->kick_efd, 1);
 	fetch_put(f);
 	return 0;
-}
-
-static bool conn_live(struct nbd_handle *h)
-{
-	return !nbd_aio_is_dead(h) && !nbd_aio_is_closed(h);
 }
 
 /* Cuts the connections short: libnbd then fails every read in flight
