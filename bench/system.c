@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include <libuffd.h>
 
 #include "bench.h"
+#include "hugepool.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -157,84 +157,14 @@ void bench_reset_hwm(void)
 	}
 }
 
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
-/* Shared with the test suite, so a benchmark run inside `meson test` and
- * a test never count each other's pages as their own. */
-#define HUGETLB_LOCK "/tmp/libuffd-tests-hugetlb.lock"
-
-static int huge_lock = -1;
-static long huge_added;
-
-static long read_long(const char *path)
-{
-	char v[32] = "";
-	FILE *f = fopen(path, "re");
-	long n = -1;
-
-	if (f && fgets(v, sizeof(v), f))
-		n = strtol(v, NULL, 10);
-	if (f)
-		fclose(f);
-	return n;
-}
-
-static bool write_long(const char *path, long n)
-{
-	FILE *f = fopen(path, "we");
-	bool ok;
-
-	if (!f)
-		return false;
-	ok = fprintf(f, "%ld\n", n) > 0;
-	return fclose(f) == 0 && ok;
-}
-
-static long free_hugepages(void)
-{
-	return read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/"
-			 "free_hugepages");
-}
-
 bool bench_hugepages_get(unsigned n, char *why, size_t size)
 {
-	long before;
-
-	if (geteuid() != 0) {
-		snprintf(why, size, "needs root to reserve %u huge pages", n);
-		return false;
-	}
-	huge_lock = open(HUGETLB_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (huge_lock >= 0)
-		flock(huge_lock, LOCK_EX);
-	before = read_long(NR_HUGEPAGES);
-	if (before < 0 || !write_long(NR_HUGEPAGES, before + n)) {
-		snprintf(why, size, "cannot write " NR_HUGEPAGES);
-		bench_hugepages_put();
-		return false;
-	}
-	huge_added = read_long(NR_HUGEPAGES) - before;
-	if (free_hugepages() < (long)n) {
-		snprintf(why, size, "the kernel reserved only %ld of %u huge "
-			 "pages", huge_added, n);
-		bench_hugepages_put();
-		return false;
-	}
-	return true;
+	return hugepool_reserve((long)n, why, size);
 }
 
 void bench_hugepages_put(void)
 {
-	long now;
-
-	if (huge_added > 0) {
-		now = read_long(NR_HUGEPAGES);
-		if (now >= huge_added)
-			write_long(NR_HUGEPAGES, now - huge_added);
-	}
-	huge_added = 0;
-	if (huge_lock >= 0)
-		close(huge_lock);
-	huge_lock = -1;
+	hugepool_release();
 }
 
 uint64_t bench_touch(char *addr, size_t len, size_t page, bool write)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "hugepool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -177,112 +177,24 @@ int run_suite(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
-
-static long hugetlb_added = -1; /* pages this process added, -1: none */
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static bool write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "we");
-	bool ok;
-
-	if (!f)
-		return false;
-	ok = fprintf(f, "%ld\n", v) > 0;
-	return fclose(f) == 0 && ok;
-}
-
-static long free_hugepages(void)
-{
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	long v = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
-
 size_t hugetlb_page_size(void)
 {
 	return 2u << 20;
 }
 
-/* Test programs run in parallel, and each adds to and takes from the
- * system-wide pool: a lock file serialises them from reserve to release
- * (released with the process, too). */
-static int hugetlb_lock = -1;
-
-static void hugetlb_lock_take(void)
-{
-	hugetlb_lock = open("/tmp/libuffd-tests-hugetlb.lock",
-			    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (hugetlb_lock >= 0)
-		flock(hugetlb_lock, LOCK_EX);
-}
-
-static void hugetlb_lock_drop(void)
-{
-	if (hugetlb_lock >= 0)
-		close(hugetlb_lock); /* releases the flock */
-	hugetlb_lock = -1;
-}
-
 bool hugetlb_reserve(long n)
 {
-	long before;
+	char why[160];
 
-	if (geteuid() == 0)
-		hugetlb_lock_take();
-	before = read_long(NR_HUGEPAGES);
-
-	if (geteuid() != 0) {
-		printf("SKIP: huge pages: not root, cannot reserve them\n");
-		return false;
-	}
-	if (before < 0 || !write_long(NR_HUGEPAGES, before + n)) {
-		printf("SKIP: huge pages: cannot write " NR_HUGEPAGES "\n");
-		hugetlb_lock_drop();
-		return false;
-	}
-	hugetlb_added = read_long(NR_HUGEPAGES) - before;
-	if (free_hugepages() < n) {
-		printf("SKIP: huge pages: the kernel could only reserve %ld "
-		       "of %ld\n", hugetlb_added, n);
-		hugetlb_release();
-		return false;
-	}
-	return true;
+	if (hugepool_reserve(n, why, sizeof(why)))
+		return true;
+	printf("SKIP: huge pages: %s\n", why);
+	return false;
 }
 
 void hugetlb_release(void)
 {
-	long now;
-
-	if (hugetlb_added > 0) {
-		now = read_long(NR_HUGEPAGES);
-		if (now >= hugetlb_added)
-			write_long(NR_HUGEPAGES, now - hugetlb_added);
-	}
-	hugetlb_added = -1;
-	hugetlb_lock_drop();
+	hugepool_release();
 }
 
 static long fixture_pages;
