@@ -113,6 +113,35 @@ UFFD_EXPORT int uffd_loop_config_set_fork_callback(struct uffd_loop_config *cfg,
 
 /* ---- the poll driver ---- */
 
+/* The queue is read once without waiting before poll(): a handler that
+ * has just resolved a fault often finds the next one raised already (the
+ * woken thread preempted it on its CPU, or ran on another one), and then
+ * one read() replaces poll() + read(). An empty read costs a syscall, so
+ * after each one the next attempts are skipped, twice as many each time
+ * (up to LOOP_READ_BACKOFF_MAX), until one finds work again. */
+static int poll_read_first(struct uffd_worker *w)
+{
+	int n;
+
+	if (w->read_skip) {
+		w->read_skip--;
+		return 0;
+	}
+	n = uffd_serve_ready(w);
+	if (n > 0) {
+		w->read_backoff = 0;
+		/* completions would otherwise wait for an empty queue */
+		if (atomic_load(&w->loop->done_head))
+			n += uffd_serve_completions(w);
+		return n;
+	}
+	w->read_backoff = w->read_backoff ? w->read_backoff * 2 : 1;
+	if (w->read_backoff > LOOP_READ_BACKOFF_MAX)
+		w->read_backoff = LOOP_READ_BACKOFF_MAX;
+	w->read_skip = w->read_backoff;
+	return 0;
+}
+
 static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 {
 	struct uffd_loop *loop = w->loop;
@@ -121,9 +150,12 @@ static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 		{ .fd = loop->done_efd, .events = POLLIN },
 		{ .fd = loop->stop_efd, .events = POLLIN },
 	};
-	int n = poll(fds, 3, timeout_ms), handled = 0;
+	int n = poll_read_first(w), handled = 0;
 	eventfd_t v;
 
+	if (n > 0)
+		return n;
+	n = poll(fds, 3, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (fds[1].revents & POLLIN) {

@@ -24,6 +24,7 @@
 #define LOOP_RA_START 4        /* adaptive readahead's first window */
 #define LOOP_PREFETCH_DEPTH 8  /* background requests in flight at most */
 #define LOOP_ADVISE_BYTES (32u << 20) /* kernel readahead ahead of prefetch */
+#define LOOP_READ_BACKOFF_MAX 16 /* poll driver: most reads skipped after an empty one */
 
 struct uffd_loop;
 
@@ -95,6 +96,9 @@ struct uffd_worker {
 	struct uffd_event events[LOOP_BATCH];
 	struct uffd_request *retry[LOOP_SLOTS]; /* EAGAIN: after the batch */
 	size_t nretry;
+	/* poll driver: reads to skip before trying the queue without
+	 * waiting again (see poll_wait_and_serve) */
+	unsigned read_skip, read_backoff;
 	void *driver;             /* the driver's per-worker state */
 };
 
