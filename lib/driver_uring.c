@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 
 #include "loop.h"
 
@@ -22,17 +23,22 @@
 enum { TAG_UFFD = 1, TAG_DONE, TAG_STOP, TAG_LAST };
 
 /*
- * The polls are armed lazily, by the thread about to block serving. A
- * multishot poll makes io_uring interrupt its ring's owner with task work
- * (TWA_SIGNAL) each time the uffd becomes readable: if the owner were a
- * thread faulting on registered memory (the one that made the loop, say),
- * its fault would be interrupted and raised again. Embedding
+ * The eventfd polls are armed lazily, by the thread about to block
+ * serving: a poll completion is task work for its ring's owner, and if the
+ * owner were a thread faulting on registered memory (the one that made the
+ * loop, say), its fault would be interrupted and raised again. Embedding
  * (uffd_loop_process) never arms them: it reaps read completions only.
+ *
+ * The uffd itself is watched through the ring only while the worker waits
+ * there, that is while reads are in flight, with a one-shot poll: each
+ * completion through the ring costs task work, and a wait with nothing in
+ * the ring is a plain poll(), as in the poll driver.
  */
 struct uring_worker {
 	struct io_uring ring;
-	bool armed;
-	unsigned reads; /* file reads in flight */
+	bool armed;      /* eventfd polls (multishot) */
+	bool uffd_armed; /* the uffd's one-shot poll */
+	unsigned reads;  /* file reads in flight */
 };
 
 static struct io_uring *ring_of(struct uffd_worker *w)
@@ -57,7 +63,10 @@ static int arm_poll(struct io_uring *ring, int fd, uint64_t tag)
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	if (tag == TAG_UFFD)
+		io_uring_prep_poll_add(sqe, fd, POLLIN);
+	else
+		io_uring_prep_poll_multishot(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, tag);
 	return 0;
 }
@@ -72,7 +81,15 @@ static int uring_init(struct uffd_worker *w)
 
 	if (!uw)
 		return uffd_err(ENOMEM, "out of memory for an io_uring");
-	ret = io_uring_queue_init(RING_ENTRIES, &uw->ring, 0);
+	/* Cooperative task work: completions are run when the worker next
+	 * enters the kernel, not by interrupting it with an IPI while it
+	 * copies; the flag in the ring tells liburing's peek when to enter
+	 * for them. Kernels before 5.19 refuse both: then without. */
+	ret = io_uring_queue_init(RING_ENTRIES, &uw->ring,
+				  IORING_SETUP_COOP_TASKRUN |
+					  IORING_SETUP_TASKRUN_FLAG);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(RING_ENTRIES, &uw->ring, 0);
 	if (ret) {
 		free(uw);
 		return uffd_errf(-ret, "io_uring_queue_init: %s", strerror(-ret));
@@ -91,9 +108,7 @@ static int arm_polls(struct uffd_worker *w)
 
 	if (uw->armed)
 		return 0;
-	ret = arm_poll(&uw->ring, loop->uffd, TAG_UFFD);
-	if (!ret)
-		ret = arm_poll(&uw->ring, loop->done_efd, TAG_DONE);
+	ret = arm_poll(&uw->ring, loop->done_efd, TAG_DONE);
 	if (!ret)
 		ret = arm_poll(&uw->ring, loop->stop_efd, TAG_STOP);
 	if (!ret && io_uring_submit(&uw->ring) < 0)
@@ -125,6 +140,16 @@ static void uring_fini(struct uffd_worker *w)
 	w->driver = NULL;
 }
 
+/* true when all of [off, off+len) was in the page cache and is in buf */
+static bool read_cached(const struct uffd_source *src, uint64_t off,
+			void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return preadv2(src->fd, &iov, 1, (off_t)(src->fd_offset + off),
+		       RWF_NOWAIT) == (ssize_t)len;
+}
+
 static int uring_read(struct uffd_worker *w, struct uffd_request *req,
 		      const struct uffd_source *src, uint64_t off, void *buf,
 		      size_t len)
@@ -139,10 +164,16 @@ static int uring_read(struct uffd_worker *w, struct uffd_request *req,
 	 * so it reads synchronously */
 	if (!avail || atomic_load(&w->loop->stopping))
 		return -1;
+	memset((unsigned char *)buf + avail, 0, len - avail);
+	/* Pages in the page cache are copied here and now: a read that
+	 * cannot block gains nothing from the ring but a completion to wait
+	 * for. The rest (a short read is one that met an uncached page) is
+	 * read whole by the ring; its start comes from the cache again. */
+	if (read_cached(src, off, buf, avail))
+		return 1;
 	sqe = get_sqe(ring);
 	if (!sqe)
 		return -1; /* the caller reads synchronously */
-	memset((unsigned char *)buf + avail, 0, len - avail);
 	io_uring_prep_read(sqe, src->fd, buf, (unsigned)avail,
 			   src->fd_offset + off);
 	io_uring_sqe_set_data(sqe, req);
@@ -159,14 +190,13 @@ struct completion {
 	uint32_t flags;
 };
 
-/* A poll's multishot ended (the kernel may drop it): arm it again. */
+/* An eventfd poll's multishot ended (the kernel may drop it): arm it
+ * again. */
 static void rearm(struct uffd_worker *w, const struct completion *cqe,
 		  uint64_t tag)
 {
 	struct uffd_loop *loop = w->loop;
-	int fd = tag == TAG_UFFD ? loop->uffd
-				 : tag == TAG_DONE ? loop->done_efd
-						   : loop->stop_efd;
+	int fd = tag == TAG_DONE ? loop->done_efd : loop->stop_efd;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		arm_poll(ring_of(w), fd, tag);
@@ -179,7 +209,7 @@ static int handle_cqe(struct uffd_worker *w, const struct completion *cqe)
 
 	switch (tag) {
 	case TAG_UFFD:
-		rearm(w, cqe, tag);
+		((struct uring_worker *)w->driver)->uffd_armed = false;
 		return uffd_serve_ready(w);
 	case TAG_DONE:
 		rearm(w, cqe, tag);
@@ -201,11 +231,24 @@ static void handle_read(struct uffd_worker *w, uint64_t tag, int res)
 	uffd_serve_read_done(w, (struct uffd_request *)(uintptr_t)tag, res);
 }
 
-static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
+/* Waits in the ring for a read or an event, the uffd included. */
+static int ring_wait(struct uffd_worker *w, int timeout_ms)
 {
-	struct io_uring *ring = ring_of(w);
+	struct uring_worker *uw = w->driver;
 	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
 					.tv_nsec = (timeout_ms % 1000) * 1000000L };
+	struct io_uring_cqe *cqe;
+
+	if (!uw->uffd_armed && !arm_poll(&uw->ring, w->loop->uffd, TAG_UFFD))
+		uw->uffd_armed = true;
+	return io_uring_submit_and_wait_timeout(
+		&uw->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+}
+
+static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
+{
+	struct uring_worker *uw = w->driver;
+	struct io_uring *ring = &uw->ring;
 	struct completion batch[RING_ENTRIES];
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
@@ -214,23 +257,29 @@ static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 	/* a waiting worker: this thread serves and never faults itself */
 	if (timeout_ms != 0 && (ret = arm_polls(w)))
 		return ret;
-	io_uring_submit(ring);
-	if (timeout_ms == 0 && !((struct uring_worker *)w->driver)->armed) {
-		/* embedding: serve the uffd and the completions directly,
-		 * then reap whatever reads the ring has finished */
+	if (uw->armed) /* the queue first: faults raised since the last look */
+		handled = uffd_serve_try_ready(w);
+	if (!uw->armed) {
+		/* embedding: serve the uffd and the completions directly */
 		handled = uffd_serve_completions(w);
 		ret = uffd_serve_ready(w);
 		handled += ret > 0 ? ret : 0;
-		if (io_uring_peek_cqe(ring, &cqe))
+	} else if (!handled && !uw->reads) {
+		/* nothing of the ring's own to wait for */
+		handled = uffd_loop_poll_wait(w, timeout_ms);
+		if (handled < 0)
 			return handled;
-	} else {
-		ret = io_uring_wait_cqe_timeout(ring, &cqe,
-						timeout_ms < 0 ? NULL : &ts);
+	} else if (!handled) {
+		ret = ring_wait(w, timeout_ms);
+		if (ret == -ETIME || ret == -EINTR)
+			return 0;
+		if (ret < 0)
+			return ret;
 	}
-	if (ret == -ETIME || ret == -EINTR)
-		return 0;
-	if (ret < 0)
-		return ret;
+	/* then what the ring has finished */
+	io_uring_submit(ring);
+	if (io_uring_peek_cqe(ring, &cqe))
+		return handled;
 	/* Take the batch, then handle it: handling may add entries. */
 	io_uring_for_each_cqe(ring, head, cqe) {
 		batch[seen++] = (struct completion){ cqe->user_data, cqe->res,

@@ -113,36 +113,7 @@ UFFD_EXPORT int uffd_loop_config_set_fork_callback(struct uffd_loop_config *cfg,
 
 /* ---- the poll driver ---- */
 
-/* The queue is read once without waiting before poll(): a handler that
- * has just resolved a fault often finds the next one raised already (the
- * woken thread preempted it on its CPU, or ran on another one), and then
- * one read() replaces poll() + read(). An empty read costs a syscall, so
- * after each one the next attempts are skipped, twice as many each time
- * (up to LOOP_READ_BACKOFF_MAX), until one finds work again. */
-static int poll_read_first(struct uffd_worker *w)
-{
-	int n;
-
-	if (w->read_skip) {
-		w->read_skip--;
-		return 0;
-	}
-	n = uffd_serve_ready(w);
-	if (n > 0) {
-		w->read_backoff = 0;
-		/* completions would otherwise wait for an empty queue */
-		if (atomic_load(&w->loop->done_head))
-			n += uffd_serve_completions(w);
-		return n;
-	}
-	w->read_backoff = w->read_backoff ? w->read_backoff * 2 : 1;
-	if (w->read_backoff > LOOP_READ_BACKOFF_MAX)
-		w->read_backoff = LOOP_READ_BACKOFF_MAX;
-	w->read_skip = w->read_backoff;
-	return 0;
-}
-
-static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
+int uffd_loop_poll_wait(struct uffd_worker *w, int timeout_ms)
 {
 	struct uffd_loop *loop = w->loop;
 	struct pollfd fds[3] = {
@@ -150,12 +121,9 @@ static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 		{ .fd = loop->done_efd, .events = POLLIN },
 		{ .fd = loop->stop_efd, .events = POLLIN },
 	};
-	int n = poll_read_first(w), handled = 0;
+	int n = poll(fds, 3, timeout_ms), handled = 0;
 	eventfd_t v;
 
-	if (n > 0)
-		return n;
-	n = poll(fds, 3, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (fds[1].revents & POLLIN) {
@@ -165,6 +133,13 @@ static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 	if (fds[0].revents & POLLIN)
 		handled += uffd_serve_ready(w);
 	return handled;
+}
+
+static int poll_wait_and_serve(struct uffd_worker *w, int timeout_ms)
+{
+	int n = uffd_serve_try_ready(w);
+
+	return n > 0 ? n : uffd_loop_poll_wait(w, timeout_ms);
 }
 
 const struct uffd_driver uffd_driver_poll = {

@@ -24,7 +24,7 @@
 #define LOOP_RA_START 4        /* adaptive readahead's first window */
 #define LOOP_PREFETCH_DEPTH 8  /* background requests in flight at most */
 #define LOOP_ADVISE_BYTES (32u << 20) /* kernel readahead ahead of prefetch */
-#define LOOP_READ_BACKOFF_MAX 16 /* poll driver: most reads skipped after an empty one */
+#define LOOP_READ_BACKOFF_MAX 16 /* most queue reads skipped after an empty one */
 
 struct uffd_loop;
 
@@ -96,8 +96,8 @@ struct uffd_worker {
 	struct uffd_event events[LOOP_BATCH];
 	struct uffd_request *retry[LOOP_SLOTS]; /* EAGAIN: after the batch */
 	size_t nretry;
-	/* poll driver: reads to skip before trying the queue without
-	 * waiting again (see poll_wait_and_serve) */
+	/* reads to skip before trying the queue without waiting again
+	 * (uffd_serve_try_ready) */
 	unsigned read_skip, read_backoff;
 	void *driver;             /* the driver's per-worker state */
 };
@@ -112,9 +112,11 @@ struct uffd_driver {
 	/* An fd that is readable when the worker has completions to reap
 	 * (for embedding), or -1; may be NULL. */
 	int (*poll_fd)(struct uffd_worker *w);
-	/* Starts reading [off, off+len) of a file source into buf for req
-	 * asynchronously (ending in uffd_serve_read_done()), or returns
-	 * non-zero to have the caller read synchronously. May be NULL. */
+	/* Reads [off, off+len) of a file source into buf for req: returns
+	 * 0 when the read was started asynchronously (it ends in
+	 * uffd_serve_read_done()), 1 when it was done here and now (the
+	 * caller completes req), or -1 to have the caller read it
+	 * synchronously. May be NULL. */
 	int (*read_async)(struct uffd_worker *w, struct uffd_request *req,
 			  const struct uffd_source *src, uint64_t off,
 			  void *buf, size_t len);
@@ -214,6 +216,9 @@ bool uffd_serve_prefetch(struct uffd_worker *w);
 void uffd_request_done(struct uffd_request *req, int result);
 /* Reads and serves what the uffd has now, without blocking. */
 int uffd_serve_ready(struct uffd_worker *w);
+/* uffd_serve_ready() before a driver's wait, unless recent tries found
+ * the queue empty; also serves completions when it found work. */
+int uffd_serve_try_ready(struct uffd_worker *w);
 /* stop: serves (or poisons) the faults still queued. */
 void uffd_serve_drain(struct uffd_worker *w);
 
@@ -224,5 +229,9 @@ struct uffd_region *uffd_loop_find(struct uffd_loop *loop, uintptr_t addr);
 void uffd_loop_bury(struct uffd_loop *loop, size_t i);
 void uffd_loop_notify_progress(struct uffd_loop *loop);
 uint64_t uffd_now_ns(void);
+/* The poll driver's wait: poll() on the uffd and the loop's eventfds
+ * (timeout_ms -1: forever), then serves what is ready; returns the number
+ * of things handled, or -errno. */
+int uffd_loop_poll_wait(struct uffd_worker *w, int timeout_ms);
 
 #endif /* LIBUFFD_LOOP_H */

@@ -482,9 +482,15 @@ static void start_fetch(struct uffd_worker *w, struct uffd_request *req)
 		}
 		return;
 	}
-	if (src->kind == UFFD_SOURCE_FD && w->loop->driver->read_async &&
-	    !w->loop->driver->read_async(w, req, src, off, buf, len))
-		return;
+	if (src->kind == UFFD_SOURCE_FD && w->loop->driver->read_async) {
+		int how = w->loop->driver->read_async(w, req, src, off, buf,
+						      len);
+
+		if (how == 0)
+			return; /* in flight */
+		if (how > 0)
+			buf = NULL; /* read already */
+	}
 	if (buf)
 		req->result = uffd_source_read(src, off, buf, len);
 	complete_request(w, req);
@@ -945,6 +951,37 @@ int uffd_serve_ready(struct uffd_worker *w)
 		uffd_serve_retries(w);
 	} while (n == LOOP_BATCH);
 	return total ? total : n;
+}
+
+/*
+ * The queue is read once without waiting before a driver waits: a handler
+ * that has just resolved a fault often finds the next one raised already
+ * (the woken thread preempted it on its CPU, or ran on another one), and
+ * then one read() replaces a wait and a read. An empty read costs a
+ * syscall, so after each one the next tries are skipped, twice as many
+ * each time (up to LOOP_READ_BACKOFF_MAX), until one finds work again.
+ */
+int uffd_serve_try_ready(struct uffd_worker *w)
+{
+	int n;
+
+	if (w->read_skip) {
+		w->read_skip--;
+		return 0;
+	}
+	n = uffd_serve_ready(w);
+	if (n > 0) {
+		w->read_backoff = 0;
+		/* completions would otherwise wait for an empty queue */
+		if (atomic_load(&w->loop->done_head))
+			n += uffd_serve_completions(w);
+		return n;
+	}
+	w->read_backoff = w->read_backoff ? w->read_backoff * 2 : 1;
+	if (w->read_backoff > LOOP_READ_BACKOFF_MAX)
+		w->read_backoff = LOOP_READ_BACKOFF_MAX;
+	w->read_skip = w->read_backoff;
+	return 0;
 }
 
 /* ---- background prefetch ---- */
