@@ -718,7 +718,10 @@ void uffd_loop_config_free(struct uffd_loop_config *cfg);
 /* -ENOTSUP: io_uring support was not built in; -EINVAL: unknown driver. */
 int uffd_loop_config_set_driver(struct uffd_loop_config *cfg,
 				enum uffd_loop_driver driver);
-/* Worker threads for uffd_loop_start() (1..64). -EINVAL. */
+/* Worker threads for uffd_loop_start() (1..64); 0: one per CPU the
+ * calling thread may run on (its affinity now), at most 64. With more than
+ * one, fault callbacks and fetches run on several threads at once.
+ * -EINVAL: more than 64. */
 int uffd_loop_config_set_threads(struct uffd_loop_config *cfg,
 				 unsigned threads);
 int uffd_loop_config_set_fail_policy(struct uffd_loop_config *cfg,

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -63,10 +64,19 @@ UFFD_EXPORT int uffd_loop_config_set_driver(struct uffd_loop_config *cfg,
 UFFD_EXPORT int uffd_loop_config_set_threads(struct uffd_loop_config *cfg,
 					     unsigned threads)
 {
+	cpu_set_t cpus;
+
 	UFFD_CHECK_OBJ(cfg);
-	if (threads < 1 || threads > LOOP_MAX_THREADS)
-		return uffd_errf(EINVAL, "threads must be 1..%d, not %u",
+	if (threads > LOOP_MAX_THREADS)
+		return uffd_errf(EINVAL, "threads must be 0..%d, not %u",
 				 LOOP_MAX_THREADS, threads);
+	if (!threads) { /* one per CPU this thread may run on */
+		threads = sched_getaffinity(0, sizeof(cpus), &cpus)
+				  ? 1
+				  : (unsigned)CPU_COUNT(&cpus);
+		if (threads > LOOP_MAX_THREADS)
+			threads = LOOP_MAX_THREADS;
+	}
 	cfg->threads = threads;
 	return 0;
 }

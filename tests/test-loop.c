@@ -2896,6 +2896,59 @@ START_TEST(remove_region_then_add_again)
 }
 END_TEST
 
+/* Threads of this process, from /proc/self/task. */
+static size_t task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* threads 0: one worker per CPU of the caller's affinity mask, and they
+ * serve as one worker does. */
+START_TEST(threads_per_cpu)
+{
+	size_t ps = test_page(), n = 128, len = n * ps, before, cpus;
+	struct uffd_handle *h = open_handle();
+	unsigned char *p = map_anon(len), *src = pattern(len, 21);
+	size_t *order = calloc(n, sizeof(*order));
+	struct uffd_source *s = buffer_source(src, len);
+	struct uffd_loop_config *lc;
+	struct uffd_loop *loop;
+	struct walker w[2];
+	cpu_set_t set;
+
+	LOOP_CONFIG(lc, _i, 1);
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cpus = (size_t)CPU_COUNT(&set);
+	ck_assert_int_eq(uffd_loop_config_set_threads(lc, 0), 0);
+	loop = new_loop(h, lc);
+	add_region(loop, region_cfg(p, len, s, 0));
+	before = task_count();
+	start_loop(loop);
+	ck_assert_uint_eq(task_count() - before, cpus < 64 ? cpus : 64);
+	for (size_t k = 0; k < n; k++)
+		order[k] = (k * 37) % n;
+	walker_start(&w[0], p, src, ps, order, n, 1);
+	walker_start(&w[1], p, src, ps, order, n, 1);
+	walker_join(&w[0], "first reader");
+	walker_join(&w[1], "second reader");
+	check_mem(p, src, len, ps, "region");
+	uffd_loop_free(loop);
+	uffd_source_free(s);
+	uffd_handle_free(h);
+	free(order);
+	munmap(p, len);
+	munmap(src, len);
+}
+END_TEST
+
 /* ========================================================================
  * 11. Errors
  * ======================================================================== */
@@ -2912,8 +2965,6 @@ START_TEST(errors_loop_new_and_config)
 	ck_assert_uffd_err(uffd_loop_config_new(NULL), EINVAL, "NULL");
 
 	ck_assert_int_eq(uffd_loop_config_new(&lc), 0);
-	ck_assert_uffd_err(uffd_loop_config_set_threads(lc, 0), EINVAL,
-			   "threads");
 	ck_assert_uffd_err(uffd_loop_config_set_threads(lc, 65), EINVAL,
 			   "threads");
 	ck_assert_int_eq(uffd_loop_config_set_threads(lc, 1), 0);
@@ -4001,6 +4052,7 @@ static Suite *loop_suite(void)
 
 	tc = tcase_create("backends");
 	tcase_add_loop_test(tc, anon_private_buffer, 0, NDRIVERS);
+	tcase_add_loop_test(tc, threads_per_cpu, 0, NDRIVERS);
 	tcase_add_loop_test(tc, anon_private_file, 0, NDRIVERS);
 	tcase_add_loop_test(tc, anon_private_zero, 0, NDRIVERS);
 	tcase_add_loop_test(tc, anon_shared_buffer, 0, NDRIVERS);
