@@ -257,14 +257,12 @@ static int uring_wait_and_serve(struct uffd_worker *w, int timeout_ms)
 	/* a waiting worker: this thread serves and never faults itself */
 	if (timeout_ms != 0 && (ret = arm_polls(w)))
 		return ret;
-	if (uw->armed) /* the queue first: faults raised since the last look */
-		handled = uffd_serve_try_ready(w);
 	if (!uw->armed) {
 		/* embedding: serve the uffd and the completions directly */
 		handled = uffd_serve_completions(w);
 		ret = uffd_serve_ready(w);
 		handled += ret > 0 ? ret : 0;
-	} else if (!handled && !uw->reads) {
+	} else if (!(handled = uffd_serve_try_ready(w)) && !uw->reads) {
 		/* nothing of the ring's own to wait for */
 		handled = uffd_loop_poll_wait(w, timeout_ms);
 		if (handled < 0)
