@@ -992,11 +992,13 @@ static double drop_cache(int fd, size_t len, bool keep_half)
 /* A file image not (or half) in the page cache: the io_uring driver reads
  * what is missing through its ring and copies what is cached at once; both
  * drivers restore it byte for byte, with faults from two threads in
- * different orders and background prefetch at the same time. */
-static void restore_uncached(int drv, const char *test, bool keep_half)
+ * different orders and background prefetch at the same time, with one
+ * worker and with two (two rings reading at once). */
+static void restore_uncached(int drv, const char *test, bool keep_half,
+			     unsigned workers)
 {
 	size_t ps = test_page(), n = 2048, len = n * ps;
-	struct uffd_loop_config *lc = loop_config(drv, 1, test);
+	struct uffd_loop_config *lc = loop_config(drv, workers, test);
 	struct uffd_handle *h;
 	unsigned char *p, *want;
 	size_t *order[2];
@@ -1044,13 +1046,13 @@ static void restore_uncached(int drv, const char *test, bool keep_half)
 
 START_TEST(file_uncached)
 {
-	restore_uncached(_i, __func__, false);
+	restore_uncached(_i, __func__, false, 1);
 }
 END_TEST
 
 START_TEST(file_half_cached)
 {
-	restore_uncached(_i, __func__, true);
+	restore_uncached(_i, __func__, true, 2);
 }
 END_TEST
 
