@@ -586,12 +586,19 @@ int uffd_source_new_custom(const struct uffd_source_ops *ops, void *arg,
  * reference before uffd_loop_free(), as soon as the regions are added:
  * dropping the last one cuts the connections and waits for the reads in
  * flight to end, which must happen while the loop still exists.
+ * Connecting and the handshake may take 30 s at most.
  * Errors: -EINVAL: NULL uri or src; -ENOTSUP: built without libnbd;
- * libnbd's errno for a URI it refuses or a failed connection (the reason
- * gives its message); -ENOMEM.
+ * -ETIMEDOUT: no handshake within the time limit; libnbd's errno for a URI
+ * it refuses or a failed connection (the reason gives its message);
+ * -ENOMEM.
  */
 int uffd_source_new_nbd(const char *uri, uint64_t *size,
 			struct uffd_source **src);
+/* The same with its own limit on connecting and the handshake, for each
+ * connection: timeout_ms, or -1 for none. -EINVAL also for a timeout_ms
+ * below -1. */
+int uffd_source_new_nbd_timeout(const char *uri, int timeout_ms,
+				uint64_t *size, struct uffd_source **src);
 /* Drops the caller's reference; NULL is allowed. */
 void uffd_source_free(struct uffd_source *src);
 /* The bytes a source holds, which bound the regions it can serve: a buffer

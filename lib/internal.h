@@ -241,4 +241,7 @@ size_t uffd_page_size(void);
 int uffd_range_from(const void *addr, size_t len, uintptr_t *start,
 		    uintptr_t *end);
 
+/* CLOCK_MONOTONIC in nanoseconds (loop.c). */
+uint64_t uffd_now_ns(void);
+
 #endif /* LIBUFFD_INTERNAL_H */

@@ -228,7 +228,6 @@ struct uffd_region *uffd_loop_find(struct uffd_loop *loop, uintptr_t addr);
  * allocated while requests may still point at them. */
 void uffd_loop_bury(struct uffd_loop *loop, size_t i);
 void uffd_loop_notify_progress(struct uffd_loop *loop);
-uint64_t uffd_now_ns(void);
 /* The poll driver's wait: poll() on the uffd and the loop's eventfds
  * (timeout_ms -1: forever), then serves what is ready; returns the number
  * of things handled, or -errno. */

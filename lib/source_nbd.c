@@ -13,10 +13,23 @@
 
 #include "internal.h"
 
-#ifndef LIBUFFD_HAVE_NBD
+/* uffd_source_new_nbd()'s limit on connecting and the handshake: longer
+ * than any server that answers at all needs, shorter than TCP's own
+ * retries against a host that never answers (about two minutes). */
+#define NBD_CONNECT_TIMEOUT_MS 30000
 
 UFFD_EXPORT int uffd_source_new_nbd(const char *uri, uint64_t *size,
 				    struct uffd_source **src)
+{
+	return uffd_source_new_nbd_timeout(uri, NBD_CONNECT_TIMEOUT_MS, size,
+					   src);
+}
+
+#ifndef LIBUFFD_HAVE_NBD
+
+UFFD_EXPORT int uffd_source_new_nbd_timeout(const char *uri, int timeout_ms,
+					    uint64_t *size,
+					    struct uffd_source **src)
 {
 	return uffd_err(ENOTSUP, "NBD source: this libuffd was built without "
 				 "libnbd");
@@ -268,7 +281,34 @@ static void nbd_release(void *arg)
 	src_destroy(arg);
 }
 
-static int connect_one(struct nbd_src *s, const char *uri)
+/* Connects and shakes hands through libnbd's asynchronous calls, so that
+ * a server that never answers costs timeout_ms (-1: no limit), not a
+ * hang. */
+static int connect_wait(struct nbd_handle *h, int timeout_ms)
+{
+	uint64_t deadline = uffd_now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	while (nbd_aio_is_connecting(h) == 1) {
+		uint64_t now = uffd_now_ns();
+		int left = timeout_ms < 0 ? -1
+			   : now >= deadline
+				   ? 0
+				   : (int)((deadline - now + 999999) / 1000000);
+
+		if (!left) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (nbd_poll(h, left) < 0)
+			return -1;
+	}
+	if (nbd_aio_is_ready(h) == 1)
+		return 0;
+	errno = nbd_errno() ? nbd_errno() : ECONNRESET;
+	return -1;
+}
+
+static int connect_one(struct nbd_src *s, const char *uri, int timeout_ms)
 {
 	struct nbd_handle *h = nbd_create();
 	int ret;
@@ -276,9 +316,23 @@ static int connect_one(struct nbd_src *s, const char *uri)
 	if (!h)
 		return uffd_errf(nbd_errno(), "NBD source: %s",
 				 nbd_get_error());
-	if (nbd_connect_uri(h, uri) < 0) {
+	if (nbd_aio_connect_uri(h, uri) < 0) {
 		ret = uffd_errf(nbd_errno(), "NBD source: cannot connect to "
 				"\"%s\": %s", uri, nbd_get_error());
+		nbd_close(h);
+		return ret;
+	}
+	if (connect_wait(h, timeout_ms)) {
+		int err = errno;
+
+		ret = err == ETIMEDOUT
+			      ? uffd_errf(ETIMEDOUT, "NBD source: cannot "
+					  "connect to \"%s\": no handshake "
+					  "within %d ms", uri, timeout_ms)
+			      : uffd_errf(err, "NBD source: cannot connect to "
+					  "\"%s\": %s", uri,
+					  nbd_get_error() ? nbd_get_error()
+							  : strerror(err));
 		nbd_close(h);
 		return ret;
 	}
@@ -323,7 +377,7 @@ static int start_io(struct nbd_src *s)
 	return 0;
 }
 
-static int src_open(const char *uri, struct nbd_src *s)
+static int src_open(const char *uri, int timeout_ms, struct nbd_src *s)
 {
 	int ret;
 
@@ -331,18 +385,19 @@ static int src_open(const char *uri, struct nbd_src *s)
 	if (s->kick_efd < 0)
 		return uffd_errf(errno, "NBD source: eventfd: %s",
 				 strerror(errno));
-	ret = connect_one(s, uri);
+	ret = connect_one(s, uri, timeout_ms);
 	if (!ret)
 		ret = learn_export(s, uri);
 	/* a second connection is only a bonus: without it, urgent reads
 	 * share the first */
 	if (!ret && nbd_can_multi_conn(s->conn[0]) == 1)
-		connect_one(s, uri);
+		connect_one(s, uri, timeout_ms);
 	return ret ? ret : start_io(s);
 }
 
-UFFD_EXPORT int uffd_source_new_nbd(const char *uri, uint64_t *size,
-				    struct uffd_source **src)
+UFFD_EXPORT int uffd_source_new_nbd_timeout(const char *uri, int timeout_ms,
+					    uint64_t *size,
+					    struct uffd_source **src)
 {
 	static const struct uffd_source_ops ops = {
 		.fetch = nbd_fetch,
@@ -353,11 +408,14 @@ UFFD_EXPORT int uffd_source_new_nbd(const char *uri, uint64_t *size,
 
 	if (!uri || !src)
 		return uffd_err(EINVAL, "NBD source: NULL uri or result");
+	if (timeout_ms < -1)
+		return uffd_errf(EINVAL, "NBD source: timeout %d ms (-1 for "
+				 "none, or 0 and more)", timeout_ms);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return uffd_err(ENOMEM, "NBD source: out of memory");
 	s->kick_efd = -1;
-	ret = src_open(uri, s);
+	ret = src_open(uri, timeout_ms, s);
 	if (!ret)
 		ret = uffd_source_new_custom(&ops, s, src);
 	if (ret) {

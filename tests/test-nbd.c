@@ -642,6 +642,35 @@ START_TEST(bad_input)
 }
 END_TEST
 
+/* A server that takes the connection and never says a word: the source
+ * gives up after its time limit instead of hanging, with nothing left
+ * open. */
+START_TEST(connect_timeout)
+{
+	struct server sv = { .pid = 0 };
+	struct uffd_source *src = NULL;
+	int fds = count_fds(), lfd;
+
+	server_dir(&sv);
+	in_dir(&sv, "mute.sock", sv.sock, sizeof(sv.sock));
+	snprintf(sv.uri, sizeof(sv.uri), "nbd+unix:///?socket=%s", sv.sock);
+	lfd = listen_unix(sv.sock);
+	ck_assert_uffd_err(uffd_source_new_nbd_timeout(sv.uri, 100, NULL,
+						       &src),
+			   ETIMEDOUT, "no handshake within 100 ms");
+	ck_assert_ptr_null(src);
+	ck_assert_uffd_err(uffd_source_new_nbd_timeout(sv.uri, 0, NULL, &src),
+			   ETIMEDOUT, "no handshake within 0 ms");
+	ck_assert_uffd_err(uffd_source_new_nbd_timeout(sv.uri, -2, NULL, &src),
+			   EINVAL, "timeout -2 ms");
+	ck_assert_uffd_err(uffd_source_new_nbd_timeout(NULL, 100, NULL, &src),
+			   EINVAL, "NULL");
+	close(lfd);
+	ck_assert_int_eq(count_fds(), fds);
+	server_stop(&sv, NULL);
+}
+END_TEST
+
 static Suite *nbd_suite(void)
 {
 	Suite *s = suite_create("nbd");
@@ -654,6 +683,7 @@ static Suite *nbd_suite(void)
 	tcase_add_test(tc, server_dies);
 	tcase_add_test(tc, free_with_reads_in_flight);
 	tcase_add_test(tc, bad_input);
+	tcase_add_test(tc, connect_timeout);
 	suite_add_tcase(s, tc);
 	return s;
 }
