@@ -304,7 +304,7 @@ static int connect_wait(struct nbd_handle *h, int timeout_ms)
 	}
 	if (nbd_aio_is_ready(h) == 1)
 		return 0;
-	errno = nbd_errno() ? nbd_errno() : ECONNRESET;
+	errno = nbd_errno(); /* closed or dead: libnbd says why */
 	return -1;
 }
 
