@@ -402,6 +402,20 @@ static enum sb_verdict sb_failed(struct sb_region *r, int err)
 	return SB_PASS;
 }
 
+/* What a fill of the faulting page came to: mapped (counted), taken by
+ * someone else, or failed. */
+static enum sb_verdict sb_outcome(struct sb_region *r, size_t page,
+				  uint64_t op, size_t mapped, int ret)
+{
+	if (mapped) {
+		sb_account(r, page, mapped);
+		return SB_DONE;
+	}
+	if (ret == -EEXIST)
+		return sb_eexist(r, page, op);
+	return sb_failed(r, ret);
+}
+
 /*
  * The source could not give the page: poison it, so that this access and
  * every later one gets a SIGBUS that is passed on; without POISON, pass
@@ -500,13 +514,7 @@ static enum sb_verdict sb_resolve_copy(struct sb_region *r, size_t page,
 	}
 	if (slot >= 0)
 		sb_staging_release(r, slot);
-	if (mapped) {
-		sb_account(r, page, mapped);
-		return SB_DONE;
-	}
-	if (ret == -EEXIST)
-		return sb_eexist(r, page, op);
-	return sb_failed(r, ret);
+	return sb_outcome(r, page, op, mapped, ret);
 }
 
 /* Claims an alias page: BUSY, remembering what it was. Waits for another
@@ -630,13 +638,7 @@ static enum sb_verdict sb_resolve_alias(struct sb_region *r, size_t page)
 	}
 	ret = sb_fill(r, UFFD_OP_CONTINUE, page, m, 0, &mapped);
 	sb_release(r, page, m, cached);
-	if (mapped) {
-		sb_account(r, page, mapped);
-		return SB_DONE;
-	}
-	if (ret == -EEXIST)
-		return sb_eexist(r, page, UFFD_OP_CONTINUE);
-	return sb_failed(r, ret);
+	return sb_outcome(r, page, UFFD_OP_CONTINUE, mapped, ret);
 }
 
 static enum sb_verdict sb_resolve(struct sb_region *r, uintptr_t addr)
